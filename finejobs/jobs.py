@@ -1,0 +1,161 @@
+"""Jobs as values: the state enum, the Job record, the errors kept on it, the handler context."""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class JobState(str, enum.Enum):
+    """Where a job is in its life. See docs/state-machine.md.
+
+    ``scheduled`` and ``available`` are one stored state: a pending job is ``scheduled`` while its
+    ``run_at`` is in the future and ``available`` once it may run.
+    """
+
+    SCHEDULED = "scheduled"
+    AVAILABLE = "available"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.EXPIRED, JobState.CANCELLED})
+UNFINISHED_STATES = frozenset({JobState.SCHEDULED, JobState.AVAILABLE, JobState.RUNNING})
+
+
+@dataclass(frozen=True)
+class AttemptError:
+    """What went wrong in one attempt (or why it ended without a result)."""
+
+    attempt: int
+    at: datetime
+    error: str
+    message: str
+    traceback: str | None = None
+    worker: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> AttemptError:
+        return cls(
+            attempt=int(data["attempt"]),
+            at=datetime.fromisoformat(data["at"]),
+            error=str(data["error"]),
+            message=str(data.get("message", "")),
+            traceback=data.get("traceback"),
+            worker=data.get("worker"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "attempt": self.attempt,
+            "at": self.at.isoformat(),
+            "error": self.error,
+            "message": self.message,
+            "traceback": self.traceback,
+            "worker": self.worker,
+        }
+
+
+@dataclass(frozen=True)
+class Job:
+    """A snapshot of one job row."""
+
+    id: int
+    kind: str
+    shard: str
+    payload: dict[str, Any]
+    state: JobState
+    priority: int
+    run_at: datetime
+    expires_at: datetime | None
+    attempt: int
+    max_attempts: int
+    unique_key: str | None
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    errors: tuple[AttemptError, ...]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], *, now: datetime) -> Job:
+        """Build a Job from a job-table row; ``now`` tells ``scheduled`` from ``available``."""
+        state = JobState(row["state"])
+        if state is JobState.AVAILABLE and row["run_at"] > now:
+            state = JobState.SCHEDULED
+        return cls(
+            id=row["id"],
+            kind=row["kind"],
+            shard=row["shard"],
+            payload=dict(row["payload"]),
+            state=state,
+            priority=row["priority"],
+            run_at=row["run_at"],
+            expires_at=row["expires_at"],
+            attempt=row["attempt"],
+            max_attempts=row["max_attempts"],
+            unique_key=row["unique_key"],
+            lease_owner=row["lease_owner"],
+            lease_expires_at=row["lease_expires_at"],
+            errors=tuple(AttemptError.from_json(e) for e in row["errors"] or ()),
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (used by ``finejobs jobs show --json``)."""
+        def ts(value: datetime | None) -> str | None:
+            return value.isoformat() if value is not None else None
+
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "shard": self.shard,
+            "payload": self.payload,
+            "state": self.state.value,
+            "priority": self.priority,
+            "run_at": ts(self.run_at),
+            "expires_at": ts(self.expires_at),
+            "attempt": self.attempt,
+            "max_attempts": self.max_attempts,
+            "unique_key": self.unique_key,
+            "lease_owner": self.lease_owner,
+            "lease_expires_at": ts(self.lease_expires_at),
+            "errors": [e.to_json() for e in self.errors],
+            "created_at": ts(self.created_at),
+            "started_at": ts(self.started_at),
+            "finished_at": ts(self.finished_at),
+        }
+
+
+@dataclass
+class JobContext:
+    """Passed as the second argument to handlers that take two parameters."""
+
+    job: Job
+    worker_id: str
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def attempt(self) -> int:
+        return self.job.attempt
+
+    @property
+    def is_last_attempt(self) -> bool:
+        return self.job.attempt >= self.job.max_attempts

@@ -1,0 +1,242 @@
+"""The small services a Worker is made of, besides the producer and the executor.
+
+Each service has ``run_once(now)`` (tests call it directly with an injected time) and runs it in a
+loop on its own thread between ``start()`` and ``stop()``. A database outage makes a service log and
+back off (tenacity's jittered exponential wait); any other exception is fatal: the service tells the
+worker, which stops loudly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import tenacity
+
+from finejobs.errors import DatabaseUnavailable
+from finejobs.jobs import Job, JobState
+from finejobs.store import NOTIFY_CHANNEL, MaintenanceResult, Outcome, libpq_url, mask_url
+
+if TYPE_CHECKING:
+    from finejobs.worker import Running, Worker
+
+log = logging.getLogger("finejobs.worker")
+
+_backoff = tenacity.wait_exponential_jitter(multiplier=0.2, max=10.0, jitter=0.5)
+
+
+def backoff_seconds(failures: int) -> float:
+    """How long to wait after ``failures`` consecutive database failures."""
+    state = tenacity.RetryCallState(retry_object=tenacity.Retrying(), fn=lambda: None, args=(), kwargs={})
+    state.attempt_number = max(1, failures)
+    return float(_backoff(state))
+
+
+class Service:
+    """A loop on its own thread: ``run_once`` every ``interval`` seconds until stopped."""
+
+    name = "service"
+
+    def __init__(self, worker: Worker, interval: float) -> None:
+        self.worker = worker
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self, now: datetime) -> Any:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name=f"finejobs-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self.run_once(self.worker.clock())
+                failures = 0
+                wait = self.interval
+            except DatabaseUnavailable as exc:
+                failures += 1
+                wait = backoff_seconds(failures)
+                log.warning("%s: %s; retrying in %.1fs", self.name, exc, wait)
+            except Exception as exc:
+                self.worker.service_died(self.name, exc)
+                return
+            self._stop.wait(wait)
+
+
+@dataclass
+class _Pending:
+    outcome: Outcome
+    job: Job
+    duration: float
+    error: BaseException | None
+
+
+class Completer(Service):
+    """Buffers outcomes and writes them in one statement every few milliseconds."""
+
+    name = "completer"
+
+    def __init__(self, worker: Worker, interval: float) -> None:
+        super().__init__(worker, interval)
+        self._buffer: list[_Pending] = []
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+
+    def add(self, outcome: Outcome, job: Job, duration: float, error: BaseException | None) -> None:
+        with self._lock:
+            self._buffer.append(_Pending(outcome, job, duration, error))
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._buffer)
+
+    def run_once(self, now: datetime) -> int:
+        """Flush the buffer; returns how many outcomes were written. On failure the buffer is kept."""
+        with self._flush_lock:
+            with self._lock:
+                batch, self._buffer = self._buffer, []
+            if not batch:
+                return 0
+            try:
+                applied = self.worker.store.job_complete_many([p.outcome for p in batch],
+                                                              owner=self.worker.worker_id)
+            except BaseException:
+                with self._lock:
+                    self._buffer[:0] = batch
+                raise
+            for item in batch:
+                self.worker.outcome_written(item.outcome, item.job, item.duration, item.error,
+                                            applied=item.outcome.job_id in applied)
+            return len(batch)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
+        deadline = time.monotonic() + timeout
+        failures = 0
+        while self.pending():
+            try:
+                self.run_once(self.worker.clock())
+            except DatabaseUnavailable as exc:
+                failures += 1
+                if time.monotonic() >= deadline:
+                    log.error("completer: could not write %d outcomes at shutdown (%s); their leases will "
+                              "bring the jobs back", self.pending(), exc)
+                    return
+                time.sleep(min(backoff_seconds(failures), max(0.0, deadline - time.monotonic())))
+
+
+class Heartbeat(Service):
+    """Extends the leases of the jobs this worker holds; notices leases it lost."""
+
+    name = "heartbeat"
+
+    def run_once(self, now: datetime) -> set[int]:
+        held = self.worker.held()
+        if not held:
+            return set()
+        kept = self.worker.store.job_heartbeat(owner=self.worker.worker_id, held=held,
+                                               lease=self.worker.lease, now=now)
+        lost = set(held) - kept
+        for job_id in lost:
+            self.worker.lease_lost(job_id)
+        return lost
+
+
+class Watchdog(Service):
+    """Fails attempts whose handler ran past its timeout (no database access)."""
+
+    name = "watchdog"
+
+    def run_once(self, now: datetime) -> list[int]:
+        return self.worker.enforce_timeouts(time.monotonic())
+
+
+class Maintenance(Service):
+    """Rescues lost leases, expires overdue jobs and prunes old finished ones.
+
+    Every worker runs it; an advisory lock per pass lets one worker at a time do each.
+    """
+
+    name = "maintenance"
+
+    def __init__(self, worker: Worker, interval: float, retention: dict[JobState, timedelta],
+                 batch: int = 1000) -> None:
+        super().__init__(worker, interval)
+        self.retention = retention
+        self.batch = batch
+
+    def run_once(self, now: datetime) -> MaintenanceResult:
+        store = self.worker.store
+        rescued = store.job_rescue_expired_leases(now=now, limit=self.batch)
+        for job_id, state in rescued.items():
+            log.warning("job %d: lease expired, now %s", job_id, state.value)
+        expired = store.job_expire_overdue(now=now, limit=self.batch)
+        pruned = store.job_prune_finished(retention=self.retention, now=now, limit=self.batch)
+        return MaintenanceResult(rescued=len(rescued), expired=expired, pruned=pruned)
+
+
+class Listener(Service):
+    """LISTENs for enqueue notifications and wakes the producer: a hint, the poll is the truth."""
+
+    name = "listener"
+
+    def __init__(self, worker: Worker, wake: Callable[[str], None]) -> None:
+        super().__init__(worker, interval=0.0)  # run_once itself blocks while it waits for notifications
+        self.listen_timeout = 0.5
+        self.wake = wake
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def run_once(self, now: datetime) -> int:
+        if self._conn is None or self._conn.closed:
+            try:
+                self._conn = psycopg.connect(libpq_url(self.worker.store.url), autocommit=True,
+                                             connect_timeout=10)
+                self._conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            except psycopg.OperationalError as exc:
+                self._conn = None
+                raise DatabaseUnavailable(f"listener cannot connect to {mask_url(self.worker.store.url)}: "
+                                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc}"
+                                          ) from exc
+            self.wake("*")  # anything enqueued while we were not listening
+        count = 0
+        try:
+            for note in self._conn.notifies(timeout=self.listen_timeout):
+                self.wake(note.payload)
+                count += 1
+                if self._stop.is_set():
+                    break
+        except psycopg.OperationalError as exc:
+            self._close()
+            raise DatabaseUnavailable(f"listener lost its connection: {exc}") from exc
+        return count
+
+    def _loop(self) -> None:
+        super()._loop()
+        self._close()
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+
+def describe_running(runs: list[Running]) -> str:
+    return ", ".join(f"{r.job.kind}#{r.job.id}" for r in runs) or "none"

@@ -1,0 +1,709 @@
+"""JobStore: the only module that runs SQL.
+
+Tables are declared with SQLAlchemy Core (a test compares them with the migrated schema). The hot
+statements (bulk insert, claim, batched completion, heartbeat, rescue) are written as SQL text with
+bound parameters only: no SQL is ever built from user strings. Methods are noun-first, take keyword
+arguments and return frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from importlib import resources
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from psycopg.rows import dict_row
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
+
+from finejobs.errors import (
+    ConfigurationError,
+    DatabaseUnavailable,
+    FinejobsError,
+    JobNotFound,
+    SchemaError,
+)
+from finejobs.jobs import FINAL_STATES, AttemptError, Job, JobState
+
+NOTIFY_CHANNEL = "finejobs"
+UNFINISHED_STORED = ("available", "running")
+
+metadata = sa.MetaData()
+
+jobs_table = sa.Table(
+    "finejobs_jobs",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("shard", sa.Text, nullable=False, server_default="default"),
+    sa.Column("payload", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("state", sa.Text, nullable=False, server_default="available"),
+    sa.Column("priority", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("run_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("expires_at", sa.DateTime(timezone=True)),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_attempts", sa.Integer, nullable=False, server_default="3"),
+    sa.Column("unique_key", sa.Text),
+    sa.Column("lease_owner", sa.Text),
+    sa.Column("lease_expires_at", sa.DateTime(timezone=True)),
+    sa.Column("errors", pg.JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+)
+
+migrations_table = sa.Table(
+    "finejobs_migrations",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+# Advisory-lock keys (arbitrary constants, one per exclusive activity).
+_LOCK_MIGRATE = 0x66696E656A6F6201
+_LOCK_RESCUE = 0x66696E656A6F6202
+_LOCK_EXPIRE = 0x66696E656A6F6203
+_LOCK_PRUNE = 0x66696E656A6F6204
+
+_MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A validated job, ready to insert."""
+
+    kind: str
+    payload_json: str
+    shard: str
+    priority: int
+    run_at: datetime
+    expires_at: datetime | None
+    max_attempts: int
+    unique_key: str | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one attempt ended, to be written by ``job_complete_many``.
+
+    ``state`` is the stored state to move to ("available" for a retry, a snooze or a release).
+    ``uncount`` is 1 when the attempt must not count (snooze, release of an unstarted job).
+    """
+
+    job_id: int
+    attempt: int
+    state: str
+    finished_at: datetime | None = None
+    run_at: datetime | None = None
+    error: AttemptError | None = None
+    uncount: int = 0
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Job counts by state, kind and shard (``scheduled`` told apart from ``available``)."""
+
+    by_state: dict[str, int]
+    by_kind: dict[str, dict[str, int]]
+    by_shard: dict[str, dict[str, int]]
+    total: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"total": self.total, "by_state": self.by_state, "by_kind": self.by_kind,
+                "by_shard": self.by_shard}
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+@dataclass(frozen=True)
+class MaintenanceResult:
+    rescued: int = 0
+    expired: int = 0
+    pruned: dict[str, int] = field(default_factory=dict)
+
+
+def normalize_url(url: str) -> str:
+    """Accept ``postgresql://`` / ``postgres://`` URLs and select the psycopg 3 driver."""
+    for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    raise ConfigurationError(f"not a PostgreSQL URL: {mask_url(url)!r} (expected postgresql://...)")
+
+
+def libpq_url(url: str) -> str:
+    """The same URL in the form psycopg (libpq) takes."""
+    return normalize_url(url).replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a database URL, for logs and error messages."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def available_migrations() -> list[Migration]:
+    """The migrations shipped with this finejobs, in order."""
+    found = []
+    for entry in resources.files("finejobs.migrations").iterdir():
+        match = _MIGRATION_FILE.match(entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), match.group(2), entry.read_text("utf-8")))
+    found.sort(key=lambda m: m.version)
+    return found
+
+
+def _ts_array(values: Sequence[datetime | None]) -> list[datetime | None]:
+    return list(values)
+
+
+_INSERT = sa.text(
+    """
+    INSERT INTO finejobs_jobs (kind, shard, payload, priority, run_at, expires_at, max_attempts,
+                               unique_key, created_at)
+    SELECT u.kind, u.shard, u.payload, u.priority, u.run_at, u.expires_at, u.max_attempts,
+           u.unique_key, :now
+    FROM unnest(CAST(:kinds AS text[]), CAST(:shards AS text[]), CAST(:payloads AS jsonb[]),
+                CAST(:priorities AS smallint[]), CAST(:run_ats AS timestamptz[]),
+                CAST(:expires_ats AS timestamptz[]), CAST(:max_attempts AS integer[]),
+                CAST(:unique_keys AS text[]))
+         AS u(kind, shard, payload, priority, run_at, expires_at, max_attempts, unique_key)
+    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('available', 'running')
+    DO NOTHING
+    RETURNING *
+    """
+)
+
+_SELECT_UNFINISHED_BY_KEYS = sa.text(
+    """
+    SELECT * FROM finejobs_jobs
+    WHERE unique_key = ANY(CAST(:keys AS text[])) AND state IN ('available', 'running')
+    """
+)
+
+_NOTIFY = sa.text("SELECT pg_notify(:channel, s) FROM unnest(CAST(:shards AS text[])) AS s")
+
+
+def _claim_sql(*, by_shard: bool) -> sa.TextClause:
+    shard_filter = "AND shard = ANY(CAST(:shards AS text[]))" if by_shard else ""
+    return sa.text(
+        f"""
+        WITH picked AS (
+            SELECT id FROM finejobs_jobs
+            WHERE state = 'available' AND run_at <= :now
+              AND (expires_at IS NULL OR expires_at > :now)
+              AND kind = ANY(CAST(:kinds AS text[])) {shard_filter}
+            ORDER BY priority DESC, run_at, id
+            LIMIT :limit
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE finejobs_jobs j
+        SET state = 'running', attempt = j.attempt + 1, lease_owner = :owner,
+            lease_expires_at = :lease_deadline, started_at = :now
+        FROM picked WHERE j.id = picked.id
+        RETURNING j.*
+        """
+    )
+
+
+_CLAIM_ALL = _claim_sql(by_shard=False)
+_CLAIM_SHARDS = _claim_sql(by_shard=True)
+
+_COMPLETE = sa.text(
+    """
+    UPDATE finejobs_jobs j
+    SET state = u.state,
+        run_at = COALESCE(u.run_at, j.run_at),
+        attempt = j.attempt - u.uncount,
+        finished_at = u.finished_at,
+        errors = CASE WHEN u.error IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(u.error) END,
+        lease_owner = NULL,
+        lease_expires_at = NULL
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS integer[]), CAST(:states AS text[]),
+                CAST(:run_ats AS timestamptz[]), CAST(:finished_ats AS timestamptz[]),
+                CAST(:errors AS jsonb[]), CAST(:uncounts AS integer[]))
+         AS u(id, attempt, state, run_at, finished_at, error, uncount)
+    WHERE j.id = u.id AND j.state = 'running' AND j.attempt = u.attempt AND j.lease_owner = :owner
+    RETURNING j.id
+    """
+)
+
+_HEARTBEAT = sa.text(
+    """
+    UPDATE finejobs_jobs j SET lease_expires_at = :deadline
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS integer[])) AS u(id, attempt)
+    WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'running' AND j.lease_owner = :owner
+    RETURNING j.id
+    """
+)
+
+
+def _rescue_sql(*, mine: bool) -> sa.TextClause:
+    # A lease that ran out (its worker died), or, with mine=True, jobs this worker gives up at shutdown.
+    which = (
+        "lease_owner = :owner AND id = ANY(CAST(:ids AS bigint[]))" if mine else "lease_expires_at < :now"
+    )
+    return sa.text(
+        f"""
+        WITH stale AS (
+            SELECT id FROM finejobs_jobs
+            WHERE state = 'running' AND {which}
+            ORDER BY lease_expires_at LIMIT :limit
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE finejobs_jobs j
+        SET state = CASE WHEN j.attempt >= j.max_attempts THEN 'failed'
+                         WHEN j.expires_at IS NOT NULL AND j.expires_at <= :now THEN 'expired'
+                         ELSE 'available' END,
+            run_at = :now,
+            finished_at = CASE WHEN j.attempt >= j.max_attempts
+                                 OR (j.expires_at IS NOT NULL AND j.expires_at <= :now)
+                               THEN CAST(:now AS timestamptz) END,
+            errors = j.errors || jsonb_build_array(jsonb_build_object(
+                'attempt', j.attempt, 'at', CAST(:now_iso AS text), 'error', CAST(:error AS text),
+                'message', CAST(:message AS text), 'traceback', NULL, 'worker', j.lease_owner)),
+            lease_owner = NULL,
+            lease_expires_at = NULL
+        FROM stale WHERE j.id = stale.id
+        RETURNING j.id, j.state
+        """
+    )
+
+
+_RESCUE_EXPIRED_LEASES = _rescue_sql(mine=False)
+_RESCUE_MINE = _rescue_sql(mine=True)
+
+_EXPIRE_OVERDUE = sa.text(
+    """
+    WITH overdue AS (
+        SELECT id FROM finejobs_jobs
+        WHERE state = 'available' AND expires_at IS NOT NULL AND expires_at <= :now
+        ORDER BY expires_at LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE finejobs_jobs j
+    SET state = 'expired', finished_at = :now,
+        errors = j.errors || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempt, 'at', CAST(:now_iso AS text), 'error', 'Expired',
+            'message', 'not started before expires_at', 'traceback', NULL, 'worker', NULL))
+    FROM overdue WHERE j.id = overdue.id
+    RETURNING j.id
+    """
+)
+
+_PRUNE = sa.text(
+    """
+    DELETE FROM finejobs_jobs WHERE id IN (
+        SELECT id FROM finejobs_jobs
+        WHERE state = :state AND finished_at < :cutoff
+        ORDER BY finished_at LIMIT :limit
+    )
+    """
+)
+
+_TRY_LOCK = sa.text("SELECT pg_try_advisory_xact_lock(:key)")
+
+_STATS = sa.text(
+    """
+    SELECT CASE WHEN state = 'available' AND run_at > :now THEN 'scheduled' ELSE state END AS state,
+           kind, shard, count(*) AS n
+    FROM finejobs_jobs GROUP BY 1, 2, 3
+    """
+)
+
+_CANCEL = sa.text(
+    """
+    UPDATE finejobs_jobs
+    SET state = 'cancelled', finished_at = :now, lease_owner = NULL, lease_expires_at = NULL,
+        errors = errors || jsonb_build_array(jsonb_build_object(
+            'attempt', attempt, 'at', CAST(:now_iso AS text), 'error', 'Cancelled',
+            'message', CAST(:reason AS text), 'traceback', NULL, 'worker', NULL))
+    WHERE id = :id AND state IN ('available', 'running')
+    RETURNING *
+    """
+)
+
+_RETRY = sa.text(
+    """
+    UPDATE finejobs_jobs
+    SET state = 'available', run_at = :now, finished_at = NULL,
+        max_attempts = GREATEST(max_attempts, attempt + 1),
+        expires_at = CASE WHEN expires_at IS NOT NULL AND expires_at <= :now THEN NULL ELSE expires_at END
+    WHERE id = :id AND state IN ('failed', 'expired', 'cancelled')
+    RETURNING *
+    """
+)
+
+_RUN_NOW = sa.text(
+    "UPDATE finejobs_jobs SET run_at = :now WHERE id = :id AND state = 'available' RETURNING *"
+)
+
+
+def _compiled_for_psycopg(stmt: sa.TextClause) -> str:
+    return str(stmt.compile(dialect=pg_psycopg.dialect()))
+
+
+UserConnection = Connection | Session | psycopg.Connection[Any]
+
+
+class JobStore:
+    """All database access of finejobs. Thread-safe: each call takes a pooled connection."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # ---------------------------------------------------------------- connections and schema
+
+    @classmethod
+    def from_url(cls, url: str, *, pool_size: int = 5) -> JobStore:
+        engine = sa.create_engine(
+            normalize_url(url),
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+            connect_args={"connect_timeout": 10},
+        )
+        return cls(engine)
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=False).replace("+psycopg", "", 1)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A short transaction on a pooled connection; connection failures become DatabaseUnavailable."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except sa.exc.OperationalError as exc:
+            raise DatabaseUnavailable(
+                f"database unavailable ({mask_url(self.url)}): {_first_line(exc.orig)}"
+            ) from exc
+        except sa.exc.ProgrammingError as exc:
+            if isinstance(exc.orig, psycopg.errors.UndefinedTable):
+                raise SchemaError(
+                    "the finejobs schema is not migrated in this database: run `finejobs migrate`"
+                ) from exc
+            raise
+
+    def migrate(self) -> list[int]:
+        """Apply missing migrations in order; returns the versions applied. Safe to run concurrently."""
+        applied: list[int] = []
+        with self.transaction() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_MIGRATE})
+            metadata.create_all(conn, tables=[migrations_table], checkfirst=True)
+            done = set(conn.execute(sa.select(migrations_table.c.version)).scalars())
+            for migration in available_migrations():
+                if migration.version in done:
+                    continue
+                conn.exec_driver_sql(migration.sql)
+                conn.execute(migrations_table.insert().values(version=migration.version, name=migration.name))
+                applied.append(migration.version)
+        return applied
+
+    def schema_version(self) -> int | None:
+        """The highest applied migration, or None if finejobs was never migrated here."""
+        with self.transaction() as conn:
+            exists = conn.execute(sa.text("SELECT to_regclass('finejobs_migrations') IS NOT NULL")).scalar()
+            if not exists:
+                return None
+            version = conn.execute(sa.select(sa.func.max(migrations_table.c.version))).scalar()
+            return int(version) if version is not None else None
+
+    def check_schema(self) -> None:
+        """Raise SchemaError unless the schema is exactly at this finejobs's latest migration."""
+        latest = available_migrations()[-1].version
+        version = self.schema_version()
+        if version is None or version < latest:
+            raise SchemaError(
+                f"the finejobs schema is not migrated (at {version or 'nothing'}, need {latest}): "
+                "run `finejobs migrate`"
+            )
+        if version > latest:
+            raise SchemaError(
+                f"the finejobs schema was migrated by a newer finejobs (version {version} > {latest}): "
+                "upgrade finejobs"
+            )
+
+    # ---------------------------------------------------------------- enqueue
+
+    def job_insert_many(
+        self, jobs: Sequence[NewJob], *, now: datetime, conn: UserConnection | None = None
+    ) -> list[Job]:
+        """Insert jobs in one statement; returns one Job per input, in order.
+
+        An input whose unique_key is held by an unfinished job (already stored, or earlier in the
+        same batch) gets that job back and writes nothing.
+        """
+        if not jobs:
+            return []
+        if conn is None:
+            with self.transaction() as own:
+                return self._insert(own, jobs, now)
+        return self._insert(conn, jobs, now)
+
+    def _insert(self, conn: UserConnection, jobs: Sequence[NewJob], now: datetime) -> list[Job]:
+        pending = list(range(len(jobs)))
+        result: list[Job | None] = [None] * len(jobs)
+        for _ in range(5):  # a holder of a key can finish between insert and select: try again
+            batch = [jobs[i] for i in pending]
+            inserted = _run(conn, _INSERT, _insert_params(batch, now))
+            by_key: dict[str, Mapping[str, Any]] = {}
+            keyless = iter(sorted((r for r in inserted if r["unique_key"] is None), key=lambda r: r["id"]))
+            for row in inserted:
+                if row["unique_key"] is not None:
+                    by_key[row["unique_key"]] = row
+            missing = {jobs[i].unique_key for i in pending if jobs[i].unique_key not in by_key} - {None}
+            if missing:
+                for row in _run(conn, _SELECT_UNFINISHED_BY_KEYS, {"keys": sorted(missing)}):  # type: ignore[arg-type]
+                    by_key[row["unique_key"]] = row
+            still: list[int] = []
+            for i in pending:
+                key = jobs[i].unique_key
+                row = next(keyless) if key is None else by_key.get(key)
+                if row is None:
+                    still.append(i)
+                else:
+                    result[i] = Job.from_row(row, now=now)
+            due = sorted({r["shard"] for r in inserted if r["run_at"] <= now})
+            if due:
+                _run(conn, _NOTIFY, {"channel": NOTIFY_CHANNEL, "shards": due})
+            pending = still
+            if not pending:
+                return [job for job in result if job is not None]
+        raise FinejobsError("could not insert jobs: unique_key holders kept changing")  # pragma: no cover
+
+    # ---------------------------------------------------------------- the hot path
+
+    def job_claim(
+        self,
+        *,
+        owner: str,
+        limit: int,
+        kinds: Sequence[str],
+        shards: Sequence[str] | None,
+        lease: timedelta,
+        now: datetime,
+    ) -> list[Job]:
+        """Claim up to ``limit`` due jobs of the given kinds (and shards) in one statement."""
+        if limit <= 0 or not kinds:
+            return []
+        params: dict[str, Any] = {
+            "owner": owner, "limit": limit, "kinds": list(kinds), "now": now, "lease_deadline": now + lease,
+        }
+        stmt = _CLAIM_ALL
+        if shards is not None:
+            stmt = _CLAIM_SHARDS
+            params["shards"] = list(shards)
+        with self.transaction() as conn:
+            rows = conn.execute(stmt, params).mappings().all()
+        return sorted((Job.from_row(r, now=now) for r in rows), key=_claim_order)
+
+    def job_complete_many(self, outcomes: Sequence[Outcome], *, owner: str) -> set[int]:
+        """Write many outcomes in one statement; returns the ids whose outcome was applied.
+
+        Each write is guarded by state='running', the attempt and the lease owner: an outcome for a
+        job that was rescued, cancelled or finished meanwhile changes nothing.
+        """
+        if not outcomes:
+            return set()
+        params = {
+            "owner": owner,
+            "ids": [o.job_id for o in outcomes],
+            "attempts": [o.attempt for o in outcomes],
+            "states": [o.state for o in outcomes],
+            "run_ats": _ts_array([o.run_at for o in outcomes]),
+            "finished_ats": _ts_array([o.finished_at for o in outcomes]),
+            "errors": [json.dumps(o.error.to_json()) if o.error else None for o in outcomes],
+            "uncounts": [o.uncount for o in outcomes],
+        }
+        with self.transaction() as conn:
+            return set(conn.execute(_COMPLETE, params).scalars())
+
+    def job_heartbeat(
+        self, *, owner: str, held: Mapping[int, int], lease: timedelta, now: datetime
+    ) -> set[int]:
+        """Extend the leases of ``held`` (id -> attempt); returns the ids this worker still holds."""
+        if not held:
+            return set()
+        params = {"owner": owner, "ids": list(held), "attempts": list(held.values()), "deadline": now + lease}
+        with self.transaction() as conn:
+            return set(conn.execute(_HEARTBEAT, params).scalars())
+
+    def job_release(
+        self, *, owner: str, ids: Sequence[int], now: datetime, error: str, message: str
+    ) -> dict[int, JobState]:
+        """Give up this worker's running jobs (at shutdown), as a lost lease would: the attempt counts."""
+        if not ids:
+            return {}
+        params = {"owner": owner, "ids": list(ids), "now": now, "now_iso": now.isoformat(),
+                  "limit": len(ids), "error": error, "message": message}
+        with self.transaction() as conn:
+            rows = conn.execute(_RESCUE_MINE, params).all()
+        return {row.id: JobState(row.state) for row in rows}
+
+    # ---------------------------------------------------------------- maintenance
+
+    def job_rescue_expired_leases(self, *, now: datetime, limit: int = 1000) -> dict[int, JobState]:
+        """Return jobs whose lease ran out to ``available`` (or end them if out of attempts or expired)."""
+        params = {"now": now, "now_iso": now.isoformat(), "limit": limit, "error": "LeaseExpired",
+                  "message": "the worker's lease ran out before the job finished (worker died or hung)"}
+        with self.transaction() as conn:
+            if not conn.execute(_TRY_LOCK, {"key": _LOCK_RESCUE}).scalar():
+                return {}
+            rows = conn.execute(_RESCUE_EXPIRED_LEASES, params).all()
+        return {row.id: JobState(row.state) for row in rows}
+
+    def job_expire_overdue(self, *, now: datetime, limit: int = 1000) -> int:
+        """End waiting jobs whose expires_at has passed as ``expired``."""
+        with self.transaction() as conn:
+            if not conn.execute(_TRY_LOCK, {"key": _LOCK_EXPIRE}).scalar():
+                return 0
+            return len(conn.execute(_EXPIRE_OVERDUE, {"now": now, "now_iso": now.isoformat(),
+                                                      "limit": limit}).all())
+
+    def job_prune_finished(
+        self, *, retention: Mapping[JobState, timedelta], now: datetime, limit: int = 1000
+    ) -> dict[str, int]:
+        """Delete finished jobs older than their state's retention, at most ``limit`` per state."""
+        pruned: dict[str, int] = {}
+        with self.transaction() as conn:
+            if not conn.execute(_TRY_LOCK, {"key": _LOCK_PRUNE}).scalar():
+                return pruned
+            for state, keep in retention.items():
+                if state not in FINAL_STATES:
+                    raise ValueError(f"retention applies to final states only, not {state}")
+                result = conn.execute(_PRUNE, {"state": state.value, "cutoff": now - keep, "limit": limit})
+                if result.rowcount:
+                    pruned[state.value] = result.rowcount
+        return pruned
+
+    # ---------------------------------------------------------------- reading and operating
+
+    def job_get(self, *, job_id: int, now: datetime) -> Job:
+        with self.transaction() as conn:
+            row = conn.execute(sa.select(jobs_table).where(jobs_table.c.id == job_id)).mappings().first()
+        if row is None:
+            raise JobNotFound(f"no job with id {job_id}")
+        return Job.from_row(row, now=now)
+
+    def job_list(
+        self,
+        *,
+        now: datetime,
+        state: JobState | None = None,
+        kind: str | None = None,
+        shard: str | None = None,
+        limit: int = 50,
+    ) -> list[Job]:
+        """The newest jobs first, filtered."""
+        query = sa.select(jobs_table).order_by(jobs_table.c.id.desc()).limit(limit)
+        if state is JobState.SCHEDULED:
+            query = query.where(jobs_table.c.state == "available", jobs_table.c.run_at > now)
+        elif state is JobState.AVAILABLE:
+            query = query.where(jobs_table.c.state == "available", jobs_table.c.run_at <= now)
+        elif state is not None:
+            query = query.where(jobs_table.c.state == state.value)
+        if kind is not None:
+            query = query.where(jobs_table.c.kind == kind)
+        if shard is not None:
+            query = query.where(jobs_table.c.shard == shard)
+        with self.transaction() as conn:
+            return [Job.from_row(r, now=now) for r in conn.execute(query).mappings()]
+
+    def job_cancel(self, *, job_id: int, now: datetime, reason: str = "cancelled by operator") -> Job:
+        """Cancel a waiting or running job (a running handler's late outcome is then ignored)."""
+        return self._operate(_CANCEL, job_id=job_id, now=now, reason=reason, verb="cancel")
+
+    def job_retry(self, *, job_id: int, now: datetime) -> Job:
+        """Run a failed, expired or cancelled job again now, allowing one more attempt."""
+        try:
+            return self._operate(_RETRY, job_id=job_id, now=now, verb="retry")
+        except sa.exc.IntegrityError as exc:
+            raise FinejobsError(
+                f"cannot retry job {job_id}: another unfinished job holds its unique_key"
+            ) from exc
+
+    def job_run_now(self, *, job_id: int, now: datetime) -> Job:
+        """Make a waiting job due now."""
+        return self._operate(_RUN_NOW, job_id=job_id, now=now, verb="run now")
+
+    def _operate(self, stmt: sa.TextClause, *, job_id: int, now: datetime, verb: str, **extra: Any) -> Job:
+        params = {"id": job_id, "now": now, "now_iso": now.isoformat(), **extra}
+        with self.transaction() as conn:
+            row = conn.execute(stmt, params).mappings().first()
+        if row is None:
+            current = self.job_get(job_id=job_id, now=now)  # raises JobNotFound
+            raise FinejobsError(f"cannot {verb} job {job_id}: it is {current.state.value}")
+        return Job.from_row(row, now=now)
+
+    def job_stats(self, *, now: datetime) -> Stats:
+        by_state: dict[str, int] = {s.value: 0 for s in JobState}
+        by_kind: dict[str, dict[str, int]] = {}
+        by_shard: dict[str, dict[str, int]] = {}
+        total = 0
+        with self.transaction() as conn:
+            for row in conn.execute(_STATS, {"now": now}):
+                by_state[row.state] += row.n
+                by_kind.setdefault(row.kind, {}).setdefault(row.state, 0)
+                by_kind[row.kind][row.state] += row.n
+                by_shard.setdefault(row.shard, {}).setdefault(row.state, 0)
+                by_shard[row.shard][row.state] += row.n
+                total += row.n
+        return Stats(by_state=by_state, by_kind=by_kind, by_shard=by_shard, total=total)
+
+
+def _claim_order(job: Job) -> tuple[int, datetime, int]:
+    return (-job.priority, job.run_at, job.id)
+
+
+def _first_line(exc: BaseException | None) -> str:
+    text = str(exc or "").strip().splitlines()
+    return mask_url(text[0]) if text else type(exc).__name__
+
+
+def _insert_params(jobs: Sequence[NewJob], now: datetime) -> dict[str, Any]:
+    return {
+        "now": now,
+        "kinds": [j.kind for j in jobs],
+        "shards": [j.shard for j in jobs],
+        "payloads": [j.payload_json for j in jobs],
+        "priorities": [j.priority for j in jobs],
+        "run_ats": [j.run_at for j in jobs],
+        "expires_ats": _ts_array([j.expires_at for j in jobs]),
+        "max_attempts": [j.max_attempts for j in jobs],
+        "unique_keys": [j.unique_key for j in jobs],
+    }
+
+
+def _run(conn: UserConnection, stmt: sa.TextClause, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Run a statement on our connection or on a caller's (SQLAlchemy or psycopg) connection."""
+    if isinstance(conn, Session):
+        conn = conn.connection()
+    if isinstance(conn, Connection):
+        result = conn.execute(stmt, dict(params))
+        return list(result.mappings()) if result.returns_rows else []
+    if isinstance(conn, psycopg.Connection):
+        with conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(_compiled_for_psycopg(stmt), dict(params))  # type: ignore[call-overload]
+            return list(cur.fetchall()) if cur.description is not None else []
+    raise TypeError(
+        f"conn must be a SQLAlchemy Connection or Session, or a psycopg Connection, not {type(conn).__name__}"
+    )

@@ -1,0 +1,425 @@
+"""The Worker: a producer that claims jobs, an executor that runs them, and small services around.
+
+```
+LISTEN/NOTIFY ─┐                       ┌─> thread pool (sync handlers)
+jittered poll ─┴─> producer: claim ≤ free slots ─┤                         ─> completer: one UPDATE per batch
+                                       └─> event loop (async handlers)
+heartbeat (extends leases) · watchdog (timeouts) · maintenance (rescue, expire, prune)
+```
+No transaction is open while a handler runs: the claim commits first, the outcome is written later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from fnmatch import fnmatchcase
+from types import FrameType
+from typing import Any
+
+from finejobs import outcomes
+from finejobs.clock import Clock
+from finejobs.errors import DatabaseUnavailable, FinejobsError
+from finejobs.jobs import Job, JobContext, JobState
+from finejobs.queue import JobKind, Queue
+from finejobs.services import (
+    Completer,
+    Heartbeat,
+    Listener,
+    Maintenance,
+    Watchdog,
+    backoff_seconds,
+    describe_running,
+)
+from finejobs.sharding import validate_shard_name
+from finejobs.store import JobStore, Outcome
+
+log = logging.getLogger("finejobs.worker")
+
+DEFAULT_RETENTION: dict[JobState, timedelta] = {
+    JobState.SUCCEEDED: timedelta(days=1),
+    JobState.FAILED: timedelta(days=7),
+    JobState.EXPIRED: timedelta(days=7),
+    JobState.CANCELLED: timedelta(days=7),
+}
+
+
+class WorkerCrashed(FinejobsError):
+    """A worker service died; the worker stopped."""
+
+
+@dataclass
+class Running:
+    """A job this worker claimed, from claim until its outcome is settled."""
+
+    job: Job
+    kind: JobKind[Any, Any]
+    context: JobContext
+    started: float = field(default_factory=time.monotonic)
+    settled: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Worker:
+    """Claims and runs jobs of its queue's kinds from the chosen shards (all shards by default)."""
+
+    def __init__(
+        self,
+        queue: Queue,
+        *,
+        shards: Sequence[str] | None = None,
+        concurrency: int = 10,
+        poll_interval: float = 1.0,
+        lease: timedelta = timedelta(seconds=30),
+        heartbeat_interval: float | None = None,
+        shutdown_grace: float = 30.0,
+        flush_interval: float = 0.005,
+        maintenance_interval: float = 2.0,
+        retention: dict[JobState, timedelta] | None = None,
+        claim_batch: int = 100,
+        clock: Clock | None = None,
+        worker_id: str | None = None,
+        listen: bool = True,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.queue = queue
+        self.shards = [validate_shard_name(s) for s in shards] if shards else None
+        self.concurrency = concurrency
+        self.poll_interval = poll_interval
+        self.lease = lease
+        self.shutdown_grace = shutdown_grace
+        self.claim_batch = claim_batch
+        self.clock: Clock = clock or queue.clock
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.completer = Completer(self, flush_interval)
+        self.heartbeat = Heartbeat(self, heartbeat_interval or max(0.05, lease.total_seconds() / 3))
+        self.watchdog = Watchdog(self, 0.1)
+        self.maintenance = Maintenance(self, maintenance_interval, dict(retention or DEFAULT_RETENTION))
+        self.listener = Listener(self, self._notified) if listen else None
+        self._running: dict[int, Running] = {}
+        self._held: dict[int, int] = {}  # job id -> attempt, until its outcome is written
+        self._state_lock = threading.Condition()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._fatal: tuple[str, BaseException] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._thread: threading.Thread | None = None
+        self.stats = {"claimed": 0, "succeeded": 0, "retried": 0, "failed": 0, "expired": 0,
+                      "cancelled": 0, "snoozed": 0, "discarded": 0}
+
+    # ---------------------------------------------------------------- public control
+
+    @property
+    def store(self) -> JobStore:
+        return self.queue.store
+
+    @property
+    def kinds(self) -> list[str]:
+        return sorted(self.queue.kinds)
+
+    def run(self, *, install_signal_handlers: bool = True) -> None:
+        """Work until stopped (SIGTERM/SIGINT, or ``stop()``). Raises WorkerCrashed if a service died."""
+        if not self.queue.kinds:
+            raise FinejobsError("the queue has no job kinds: declare some with @queue.job(...)")
+        self.store.check_schema()
+        if install_signal_handlers:
+            self._install_signal_handlers()
+        self._start_services()
+        log.info("worker %s started: kinds=%s shards=%s concurrency=%d", self.worker_id,
+                 ",".join(self.kinds), ",".join(self.shards) if self.shards else "*", self.concurrency)
+        try:
+            self._produce()
+        finally:
+            self._shutdown()
+            self._stopped.set()
+        if self._fatal is not None:
+            name, exc = self._fatal
+            raise WorkerCrashed(f"worker service {name!r} died: {type(exc).__name__}: {exc}") from exc
+
+    def start(self) -> Worker:
+        """Run in a background thread (for tests and embedding); ``stop()`` ends it."""
+        self._thread = threading.Thread(target=self._run_in_thread, name="finejobs-worker", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, *, wait: bool = True, timeout: float | None = None) -> None:
+        """Ask the worker to stop: no new claims, running handlers get the shutdown grace."""
+        self._stopping.set()
+        self._wake.set()
+        with self._state_lock:
+            self._state_lock.notify_all()
+        if wait and self._thread is not None:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> Worker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run_in_thread(self) -> None:
+        try:
+            self.run(install_signal_handlers=False)
+        except Exception:
+            log.exception("worker stopped with an error")
+
+    # ---------------------------------------------------------------- for tests: one pass inline
+
+    def work_once(self) -> list[Job]:
+        """Claim what is due now, run it in this thread, write the outcomes; returns the jobs claimed.
+
+        Uses the same claim, handler and completion code as ``run()``, without threads, so tests can
+        drive a worker step by step with an injected clock.
+        """
+        jobs = self._claim(self.concurrency)
+        for job in jobs:
+            run = self._launch_record(job)
+            if run.kind.is_async:
+                asyncio.run(self._execute_async(run))
+            else:
+                self._execute(run)
+        self.completer.run_once(self.clock())
+        return jobs
+
+    # ---------------------------------------------------------------- the producer
+
+    def _produce(self) -> None:
+        failures = 0
+        while not self._stopping.is_set():
+            free = self._free_slots()
+            if free == 0:
+                with self._state_lock:
+                    self._state_lock.wait_for(lambda: self._stopping.is_set() or self._free_slots() > 0,
+                                              timeout=self.poll_interval)
+                continue
+            self._wake.clear()
+            limit = min(free, self.claim_batch)
+            try:
+                jobs = self._claim(limit)
+                failures = 0
+            except DatabaseUnavailable as exc:
+                failures += 1
+                wait = backoff_seconds(failures)
+                log.warning("producer: %s; retrying in %.1fs", exc, wait)
+                self._stopping.wait(wait)
+                continue
+            for job in jobs:
+                self._launch(job)
+            if len(jobs) < limit:
+                self._wake.wait(self.poll_interval * random.uniform(0.8, 1.2))
+
+    def _claim(self, limit: int) -> list[Job]:
+        jobs = self.store.job_claim(owner=self.worker_id, limit=limit, kinds=self.kinds, shards=self.shards,
+                                    lease=self.lease, now=self.clock())
+        self.stats["claimed"] += len(jobs)
+        return jobs
+
+    def _free_slots(self) -> int:
+        return self.concurrency - len(self._running)
+
+    def _notified(self, shard: str) -> None:
+        if self.shards is None or shard == "*" or any(fnmatchcase(shard, s) for s in self.shards):
+            self._wake.set()
+
+    # ---------------------------------------------------------------- the executor
+
+    def _launch_record(self, job: Job) -> Running:
+        run = Running(job=job, kind=self.queue.kinds[job.kind], context=JobContext(job, self.worker_id))
+        with self._state_lock:
+            self._running[job.id] = run
+            self._held[job.id] = job.attempt
+        return run
+
+    def _launch(self, job: Job) -> None:
+        run = self._launch_record(job)
+        if self._stopping.is_set():
+            self._settle(run, outcomes.released(job, now=self.clock()), None)
+            self._finish(run)
+        elif run.kind.is_async:
+            assert self._loop is not None
+            asyncio.run_coroutine_threadsafe(self._execute_async(run), self._loop)
+        else:
+            assert self._pool is not None
+            self._pool.submit(self._execute, run)
+
+    def _call_args(self, run: Running) -> tuple[Any, ...]:
+        payload = run.kind.parse(run.job.payload)
+        return (payload, run.context) if run.kind.takes_context else (payload,)
+
+    def _execute(self, run: Running) -> None:
+        try:
+            run.kind.handler(*self._call_args(run))
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt in a handler fail that job only
+            self._settle_error(run, exc)
+        else:
+            self._settle(run, outcomes.succeeded(run.job, now=self.clock()), None)
+        finally:
+            self._finish(run)
+
+    async def _execute_async(self, run: Running) -> None:
+        timeout = run.kind.timeout.total_seconds() if run.kind.timeout else None
+        try:
+            await asyncio.wait_for(run.kind.handler(*self._call_args(run)), timeout)
+        except asyncio.TimeoutError:
+            assert run.kind.timeout is not None
+            self._settle_error(run, outcomes.HandlerTimeout(run.kind.timeout))
+        except BaseException as exc:
+            self._settle_error(run, exc)
+        else:
+            self._settle(run, outcomes.succeeded(run.job, now=self.clock()), None)
+        finally:
+            self._finish(run)
+
+    def _settle_error(self, run: Running, exc: BaseException) -> None:
+        outcome = outcomes.failed(run.job, exc, retry=run.kind.retry, now=self.clock(), worker=self.worker_id)
+        self._settle(run, outcome, exc)
+
+    def _settle(self, run: Running, outcome: Outcome, error: BaseException | None) -> None:
+        """Hand the first outcome of a run to the completer; later ones (after a timeout) are dropped."""
+        with run.lock:
+            if run.settled:
+                return
+            run.settled = True
+        self.completer.add(outcome, run.job, time.monotonic() - run.started, error)
+
+    def _finish(self, run: Running) -> None:
+        with self._state_lock:
+            self._running.pop(run.job.id, None)
+            self._state_lock.notify_all()
+
+    # ---------------------------------------------------------------- called by the services
+
+    def held(self) -> dict[int, int]:
+        with self._state_lock:
+            return dict(self._held)
+
+    def lease_lost(self, job_id: int) -> None:
+        with self._state_lock:
+            self._held.pop(job_id, None)
+            run = self._running.get(job_id)
+        if run is not None:
+            log.warning("job %d: lease lost (rescued or cancelled meanwhile); its outcome will be ignored", job_id)
+            run.context.cancelled.set()
+
+    def enforce_timeouts(self, now_monotonic: float) -> list[int]:
+        with self._state_lock:
+            runs = list(self._running.values())
+        timed_out = []
+        for run in runs:
+            timeout = run.kind.timeout
+            if timeout is not None and not run.settled and now_monotonic - run.started > timeout.total_seconds():
+                run.context.cancelled.set()
+                self._settle_error(run, outcomes.HandlerTimeout(timeout))
+                timed_out.append(run.job.id)
+        return timed_out
+
+    def outcome_written(self, outcome: Outcome, job: Job, duration: float, error: BaseException | None, *,
+                        applied: bool) -> None:
+        with self._state_lock:
+            self._held.pop(job.id, None)
+        label = _label(outcome)
+        if not applied:
+            self.stats["discarded"] += 1
+            log.warning("job %d %s: outcome %s discarded: the job is no longer held by this worker",
+                        job.id, job.kind, label)
+            return
+        self.stats[label] += 1
+        detail = f" error={type(error).__name__}: {error}" if error is not None and label != "snoozed" else ""
+        retry = f" next_run_at={outcome.run_at.isoformat()}" if label == "retried" and outcome.run_at else ""
+        level = logging.INFO if label in ("succeeded", "snoozed") else logging.WARNING
+        log.log(level, "job %d %s shard=%s attempt=%d/%d %s in %.1fms%s%s", job.id, job.kind, job.shard,
+                job.attempt, job.max_attempts, label, duration * 1000, retry, detail)
+
+    def service_died(self, name: str, exc: BaseException) -> None:
+        log.critical("worker service %r died: %s: %s", name, type(exc).__name__, exc, exc_info=exc)
+        if self._fatal is None:
+            self._fatal = (name, exc)
+        self.stop(wait=False)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def _start_services(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="finejobs-handler")
+        if any(k.is_async for k in self.queue.kinds.values()):
+            self._loop = asyncio.new_event_loop()
+            loop = self._loop
+            self._loop_thread = threading.Thread(target=loop.run_forever, name="finejobs-asyncio", daemon=True)
+            self._loop_thread.start()
+        services = [self.completer, self.heartbeat, self.watchdog, self.maintenance]
+        if self.listener is not None:
+            services.append(self.listener)
+        for service in services:
+            service.start()
+
+    def _shutdown(self) -> None:
+        deadline = time.monotonic() + self.shutdown_grace
+        with self._state_lock:
+            if self._running:
+                log.info("stopping: waiting up to %.0fs for %d running jobs", self.shutdown_grace,
+                         len(self._running))
+            self._state_lock.wait_for(lambda: not self._running or self._fatal is not None,
+                                      timeout=max(0.0, deadline - time.monotonic()))
+            left = [r for r in self._running.values() if not r.settled]
+        if left:
+            self._release(left)
+        self.completer.stop()
+        for service in (self.heartbeat, self.watchdog, self.maintenance, self.listener):
+            if service is not None:
+                service.stop()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        log.info("worker %s stopped: %s", self.worker_id,
+                 " ".join(f"{k}={v}" for k, v in self.stats.items()))
+
+    def _release(self, runs: list[Running]) -> None:
+        """Give back jobs whose handlers outlived the grace period; the attempt counts, as a lost lease."""
+        for run in runs:
+            with run.lock:
+                run.settled = True
+        log.warning("stopping: giving up %d jobs still running after the grace period: %s", len(runs),
+                    describe_running(runs))
+        try:
+            released = self.store.job_release(
+                owner=self.worker_id, ids=[r.job.id for r in runs], now=self.clock(),
+                error="WorkerShutdown", message="the worker stopped before the handler finished",
+            )
+        except DatabaseUnavailable as exc:
+            log.error("could not release jobs (%s); their leases will bring them back", exc)
+            return
+        for job_id, state in released.items():
+            log.warning("job %d: released at shutdown, now %s", job_id, state.value)
+
+    def _install_signal_handlers(self) -> None:
+        def handle(signum: int, frame: FrameType | None) -> None:
+            if self._stopping.is_set():
+                log.warning("second %s: exiting at once; leases will bring running jobs back",
+                            signal.Signals(signum).name)
+                os._exit(128 + signum)
+            log.info("%s: stopping (send it again to exit at once)", signal.Signals(signum).name)
+            self.stop(wait=False)
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+
+def _label(outcome: Outcome) -> str:
+    if outcome.state == JobState.AVAILABLE.value:
+        return "snoozed" if outcome.uncount else "retried"
+    return outcome.state
