@@ -1,0 +1,101 @@
+"""Shared fixtures: a real PostgreSQL for every test that touches jobs.
+
+The server comes from FINEJOBS_DATABASE_URL, else 127.0.0.1:5432, else an embedded Postgres
+(finejobs.devdb). Tests never work inside the named database: the session creates its own
+database on that server, migrated once, and each test starts from an empty job table.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+import psycopg
+import pytest
+from psycopg import sql
+
+import finejobs
+from finejobs.store import libpq_url
+from finejobs.testing import FakeClock
+
+T0 = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
+
+
+def _with_database(url: str, name: str) -> str:
+    info = psycopg.conninfo.conninfo_to_dict(libpq_url(url))
+    info["dbname"] = name
+    return "postgresql://" + _url_from_info(info)
+
+
+def _url_from_info(info: dict[str, object]) -> str:
+    user = info.get("user", "postgres")
+    password = f":{info['password']}" if info.get("password") else ""
+    host = info.get("host", "127.0.0.1")
+    port = info.get("port", 5432)
+    return f"{user}{password}@{host}:{port}/{info['dbname']}"
+
+
+def create_database(server_url: str, prefix: str = "finejobs_test") -> str:
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return _with_database(server_url, name)
+
+
+def drop_database(server_url: str, url: str) -> None:
+    name = psycopg.conninfo.conninfo_to_dict(libpq_url(url))["dbname"]
+    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(str(name))))
+
+
+@pytest.fixture(scope="session")
+def server_url() -> str:
+    from finejobs.devdb import discover_server_url
+
+    return discover_server_url()
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url: str) -> Iterator[str]:
+    """A migrated database of this test session's own."""
+    url = create_database(server_url)
+    finejobs.Queue(url).migrate()
+    yield url
+    drop_database(server_url, url)
+
+
+@pytest.fixture
+def empty_database_url(server_url: str) -> Iterator[str]:
+    """A brand-new database with nothing in it (for migration tests)."""
+    url = create_database(server_url, prefix="finejobs_empty")
+    yield url
+    drop_database(server_url, url)
+
+
+@pytest.fixture
+def clean_db(database_url: str) -> str:
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        conn.execute("TRUNCATE finejobs_jobs RESTART IDENTITY")
+    return database_url
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
+
+
+@pytest.fixture
+def queue(clean_db: str, clock: FakeClock) -> Iterator[finejobs.Queue]:
+    """A Queue on the session's database, empty, driven by a FakeClock starting at T0."""
+    q = finejobs.Queue(clean_db, clock=clock)
+    yield q
+    q.close()
+
+
+@pytest.fixture
+def db(clean_db: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    """A raw autocommit connection for asserting on rows."""
+    with psycopg.connect(libpq_url(clean_db), autocommit=True) as conn:
+        yield conn
