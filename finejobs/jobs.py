@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 
-class JobState(str, enum.Enum):
+class JobState(enum.StrEnum):
     """Where a job is in its life. See docs/state-machine.md.
 
     ``scheduled`` and ``available`` are one stored state: a pending job is ``scheduled`` while its
@@ -93,7 +93,7 @@ class Job:
     finished_at: datetime | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any], *, now: datetime) -> Job:
+    def from_row(cls, row: Mapping[Any, Any], *, now: datetime) -> Job:
         """Build a Job from a job-table row; ``now`` tells ``scheduled`` from ``available``."""
         state = JobState(row["state"])
         if state is JobState.AVAILABLE and row["run_at"] > now:

@@ -352,8 +352,11 @@ _RUN_NOW = sa.text(
 )
 
 
+_PSYCOPG_DIALECT = pg_psycopg.dialect()  # type: ignore[no-untyped-call]
+
+
 def _compiled_for_psycopg(stmt: sa.TextClause) -> str:
-    return str(stmt.compile(dialect=pg_psycopg.dialect()))
+    return str(stmt.compile(dialect=_PSYCOPG_DIALECT))
 
 
 UserConnection = Connection | Session | psycopg.Connection[Any]
@@ -465,19 +468,19 @@ class JobStore:
         for _ in range(5):  # a holder of a key can finish between insert and select: try again
             batch = [jobs[i] for i in pending]
             inserted = _run(conn, _INSERT, _insert_params(batch, now))
-            by_key: dict[str, Mapping[str, Any]] = {}
+            by_key: dict[str, Mapping[Any, Any]] = {}
             keyless = iter(sorted((r for r in inserted if r["unique_key"] is None), key=lambda r: r["id"]))
-            for row in inserted:
-                if row["unique_key"] is not None:
-                    by_key[row["unique_key"]] = row
+            for new in inserted:
+                if new["unique_key"] is not None:
+                    by_key[new["unique_key"]] = new
             missing = {jobs[i].unique_key for i in pending if jobs[i].unique_key not in by_key} - {None}
             if missing:
-                for row in _run(conn, _SELECT_UNFINISHED_BY_KEYS, {"keys": sorted(missing)}):  # type: ignore[arg-type]
-                    by_key[row["unique_key"]] = row
+                for held in _run(conn, _SELECT_UNFINISHED_BY_KEYS, {"keys": sorted(k for k in missing if k)}):
+                    by_key[held["unique_key"]] = held
             still: list[int] = []
             for i in pending:
                 key = jobs[i].unique_key
-                row = next(keyless) if key is None else by_key.get(key)
+                row: Mapping[Any, Any] | None = next(keyless) if key is None else by_key.get(key)
                 if row is None:
                     still.append(i)
                 else:
@@ -693,7 +696,7 @@ def _insert_params(jobs: Sequence[NewJob], now: datetime) -> dict[str, Any]:
     }
 
 
-def _run(conn: UserConnection, stmt: sa.TextClause, params: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def _run(conn: UserConnection, stmt: sa.TextClause, params: Mapping[str, Any]) -> list[Mapping[Any, Any]]:
     """Run a statement on our connection or on a caller's (SQLAlchemy or psycopg) connection."""
     if isinstance(conn, Session):
         conn = conn.connection()
@@ -702,7 +705,7 @@ def _run(conn: UserConnection, stmt: sa.TextClause, params: Mapping[str, Any]) -
         return list(result.mappings()) if result.returns_rows else []
     if isinstance(conn, psycopg.Connection):
         with conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(_compiled_for_psycopg(stmt), dict(params))  # type: ignore[call-overload]
+            cur.execute(_compiled_for_psycopg(stmt), dict(params))
             return list(cur.fetchall()) if cur.description is not None else []
     raise TypeError(
         f"conn must be a SQLAlchemy Connection or Session, or a psycopg Connection, not {type(conn).__name__}"

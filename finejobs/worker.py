@@ -275,7 +275,7 @@ class Worker:
         timeout = run.kind.timeout.total_seconds() if run.kind.timeout else None
         try:
             await asyncio.wait_for(run.kind.handler(*self._call_args(run)), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             assert run.kind.timeout is not None
             self._settle_error(run, outcomes.HandlerTimeout(run.kind.timeout))
         except BaseException as exc:

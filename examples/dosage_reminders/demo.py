@@ -1,0 +1,196 @@
+"""Run the dosage-reminders story end to end and print what happened to every alert.
+
+1. The app's own ``demo_patients`` table gets N patients with a dose in the next hour, spread over districts.
+2. The planner reads the doses due and enqueues one alert job per dose, in the same transaction
+   (unique key = patient + dose time, so planning twice creates nothing new; expiry = dose time + 1 h).
+3. Workers, one per group of district shards, send the alerts through a local gateway that fails a share
+   of requests; failures are retried with backoff, a few late doses expire instead of being sent.
+4. A summary per district: sent, retried, expired, failed, with timings and the reason for each failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import statistics
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import sqlalchemy as sa
+from tqdm import tqdm
+
+import finejobs
+from examples.dosage_reminders.app import DosageAlert, alert_key, queue, send_alert, shard_for
+from examples.dosage_reminders.gateway import Gateway
+
+DEMO_DATABASE = "finejobs_demo"
+
+
+@dataclass(frozen=True)
+class Options:
+    patients: int = 3000
+    districts: int = 4
+    failure_rate: float = 0.1
+    workers: int = 2
+    concurrency: int = 16
+    late_share: float = 0.02
+    database_url: str | None = None
+    seed: int = 7
+
+
+def resolve_database_url(explicit: str | None) -> str:
+    """--database-url, else FINEJOBS_DATABASE_URL, else a demo database on the local or embedded server."""
+    url = explicit or os.environ.get("FINEJOBS_DATABASE_URL")
+    if url:
+        return url
+    from finejobs.devdb import discover_server_url
+
+    server = discover_server_url()
+    with psycopg.connect(server, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DEMO_DATABASE,)).fetchone()
+        if not exists:
+            conn.execute(f"CREATE DATABASE {DEMO_DATABASE}")
+    return server.rsplit("/", 1)[0] + "/" + DEMO_DATABASE
+
+
+def create_patients(engine: sa.Engine, opts: Options, now: datetime) -> None:
+    rng = random.Random(opts.seed)
+    rows = []
+    for pid in range(1, opts.patients + 1):
+        late = rng.random() < opts.late_share
+        # A late dose's one-hour window closes in a few seconds: if its alert cannot go out by then, it expires.
+        dose_at = now - timedelta(hours=1) + timedelta(seconds=rng.uniform(0.5, 3)) if late else \
+            now + timedelta(seconds=rng.uniform(0, 3600))
+        rows.append({
+            "id": pid, "district": rng.randint(1, opts.districts), "phone": f"+255{rng.randint(10**8, 10**9 - 1)}",
+            "channel": rng.choice(["sms", "sms", "ivr"]), "dose": rng.choice(["metformin 500mg", "ARV 1 tablet",
+                                                                           "amoxicillin 250mg"]),
+            "dose_at": dose_at,
+        })
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE IF NOT EXISTS demo_patients (id integer PRIMARY KEY, district integer NOT NULL, "
+            "phone text NOT NULL, channel text NOT NULL, dose text NOT NULL, dose_at timestamptz NOT NULL)"
+        )
+        conn.exec_driver_sql("TRUNCATE demo_patients")
+        conn.execute(sa.text("INSERT INTO demo_patients VALUES (:id, :district, :phone, :channel, :dose, :dose_at)"),
+                     rows)
+
+
+def plan_alerts(engine: sa.Engine, now: datetime) -> list[finejobs.Job]:
+    """Enqueue one alert per dose due within the next hour, atomically with reading the patients."""
+    with engine.begin() as conn:
+        doses = conn.execute(sa.text(
+            "SELECT id, district, phone, channel, dose, dose_at FROM demo_patients "
+            "WHERE dose_at > :now - interval '1 hour' AND dose_at <= :now + interval '1 hour' ORDER BY id"
+        ), {"now": now}).all()
+        specs = [
+            finejobs.JobSpec(
+                DosageAlert(patient_id=d.id, district=d.district, dose_at=d.dose_at, dose=d.dose,
+                            channel=d.channel, phone=d.phone),
+                shard=shard_for(d.district),
+                unique_key=alert_key(d.id, d.dose_at),
+                expires_at=d.dose_at + timedelta(hours=1),
+            )
+            for d in doses
+        ]
+        return send_alert.enqueue_many(specs, conn=conn)
+
+
+def run(opts: Options) -> int:
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    url = resolve_database_url(opts.database_url)
+    queue.configure(url=url)
+    queue.migrate()
+    engine = sa.create_engine(finejobs.store.normalize_url(url))
+    gateway = Gateway(failure_rate=opts.failure_rate, seed=opts.seed).start()
+    os.environ["DOSAGE_GATEWAY_URL"] = gateway.url
+
+    started = time.monotonic()
+    now = datetime.now(timezone.utc)
+    create_patients(engine, opts, now)
+    jobs = plan_alerts(engine, now)
+    again = plan_alerts(engine, now)
+    new_on_replan = len({j.id for j in again} - {j.id for j in jobs})
+    print(f"planned {len(jobs)} alerts for {opts.patients} patients in {opts.districts} districts "
+          f"(planning again created {new_on_replan} new jobs)")
+
+    districts = [shard_for(d) for d in range(1, opts.districts + 1)]
+    workers = [
+        queue.worker(shards=districts[i::opts.workers], concurrency=opts.concurrency, poll_interval=0.2,
+                     maintenance_interval=0.5)
+        for i in range(min(opts.workers, len(districts)))
+    ]
+    for worker in workers:
+        worker.start()
+    ids = {j.id for j in jobs}
+    try:
+        with tqdm(total=len(ids), unit="alert", desc="alerts", file=sys.stdout) as bar:
+            done = 0
+            while done < len(ids):
+                time.sleep(0.2)
+                finished = _finished(engine, ids)
+                bar.update(finished - done)
+                done = finished
+    finally:
+        for worker in workers:
+            worker.stop()
+        gateway.stop()
+    elapsed = time.monotonic() - started
+    print_summary(engine, ids, elapsed, gateway)
+    engine.dispose()
+    queue.close()
+    return 0
+
+
+def _finished(engine: sa.Engine, ids: set[int]) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text(
+            "SELECT count(*) FROM finejobs_jobs WHERE id = ANY(:ids) "
+            "AND state IN ('succeeded', 'failed', 'expired', 'cancelled')"), {"ids": sorted(ids)}).scalar_one())
+
+
+def print_summary(engine: sa.Engine, ids: set[int], elapsed: float, gateway: Gateway) -> None:
+    rows = [queue.get(i) for i in sorted(ids)] if len(ids) <= 200 else \
+        [j for j in queue.jobs(kind="dosage.alert", limit=len(ids) * 3) if j.id in ids]
+    per_district: dict[str, Counter[str]] = defaultdict(Counter)
+    reasons: Counter[str] = Counter()
+    latencies = []
+    for job in rows:
+        tally = per_district[job.shard]
+        tally[job.state.value] += 1
+        tally["retried"] += max(0, job.attempt - 1)
+        if job.state is finejobs.JobState.SUCCEEDED and job.finished_at:
+            latencies.append((job.finished_at - job.created_at).total_seconds())
+        elif job.errors:
+            last = job.errors[-1]
+            reasons[f"{job.state.value}: {last.error}: {last.message}"] += 1
+    print()
+    header = f"{'district':<12}{'sent':>8}{'retries':>9}{'expired':>9}{'failed':>8}{'cancelled':>11}"
+    print(header)
+    print("-" * len(header))
+    totals: Counter[str] = Counter()
+    for shard in sorted(per_district, key=lambda s: int(s.rsplit("-", 1)[1])):
+        t = per_district[shard]
+        totals.update(t)
+        print(f"{shard:<12}{t['succeeded']:>8}{t['retried']:>9}{t['expired']:>9}{t['failed']:>8}{t['cancelled']:>11}")
+    print("-" * len(header))
+    print(f"{'total':<12}{totals['succeeded']:>8}{totals['retried']:>9}{totals['expired']:>9}{totals['failed']:>8}"
+          f"{totals['cancelled']:>11}")
+    print()
+    print(f"{len(rows)} alerts in {elapsed:.1f}s ({len(rows) / elapsed:.0f}/s); gateway delivered "
+          f"{sum(gateway.delivered.values())} and refused {gateway.refused} requests")
+    if latencies:
+        q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99
+        print(f"enqueue-to-sent: p50 {q[49] * 1000:.0f} ms, p95 {q[94] * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms")
+    if reasons:
+        print("\nwhy alerts were not sent:")
+        for reason, count in reasons.most_common():
+            print(f"  {count:>5} × {reason}")
+    unfinished = len(ids) - sum(totals[s] for s in ("succeeded", "failed", "expired", "cancelled"))
+    print(f"\nunfinished: {unfinished}")
