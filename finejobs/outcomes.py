@@ -29,6 +29,19 @@ def attempt_error(job: Job, error: BaseException, *, now: datetime, worker: str)
     )
 
 
+class NoHandler(LookupError):
+    """The worker that claimed a job has no handler for its kind."""
+
+    def __init__(self, kind: str, known: list[str]) -> None:
+        super().__init__(f"no handler for job kind {kind!r} in this worker (it knows: {', '.join(known) or 'none'})")
+
+
+def expired_unstarted(job: Job, *, now: datetime) -> Outcome:
+    """A claimed job whose expires_at had passed: never started, so the attempt does not count."""
+    error = AttemptError(attempt=job.attempt - 1, at=now, error="Expired", message="not started before expires_at")
+    return Outcome(job.id, job.attempt, JobState.EXPIRED.value, finished_at=now, error=error, uncount=1)
+
+
 def succeeded(job: Job, *, now: datetime) -> Outcome:
     return Outcome(job.id, job.attempt, JobState.SUCCEEDED.value, finished_at=now)
 

@@ -306,6 +306,7 @@ class Queue:
             raise InvalidJobOptions("unique_key must be a non-empty string")
         return NewJob(
             kind=kind.name,
+            payload=payload,
             payload_json=payload_json,
             shard=validate_shard_name(spec.shard or DEFAULT_SHARD),
             priority=priority,

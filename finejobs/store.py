@@ -83,6 +83,7 @@ class NewJob:
     """A validated job, ready to insert."""
 
     kind: str
+    payload: dict[str, Any]
     payload_json: str
     shard: str
     priority: int
@@ -166,24 +167,21 @@ def available_migrations() -> list[Migration]:
     return found
 
 
-def _ts_array(values: Sequence[datetime | None]) -> list[datetime | None]:
-    return list(values)
-
-
 _INSERT = sa.text(
+    # One JSON array in, one row per element: much cheaper to bind than eight typed arrays.
     """
     INSERT INTO finejobs_jobs (kind, shard, payload, priority, run_at, expires_at, max_attempts,
                                unique_key, created_at)
     SELECT u.kind, u.shard, u.payload, u.priority, u.run_at, u.expires_at, u.max_attempts,
            u.unique_key, :now
-    FROM unnest(CAST(:kinds AS text[]), CAST(:shards AS text[]), CAST(:payloads AS jsonb[]),
-                CAST(:priorities AS smallint[]), CAST(:run_ats AS timestamptz[]),
-                CAST(:expires_ats AS timestamptz[]), CAST(:max_attempts AS integer[]),
-                CAST(:unique_keys AS text[]))
-         AS u(kind, shard, payload, priority, run_at, expires_at, max_attempts, unique_key)
+    FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb))
+                    AS (kind text, shard text, payload jsonb, priority smallint, run_at timestamptz,
+                        expires_at timestamptz, max_attempts integer, unique_key text))
+         WITH ORDINALITY AS u(kind, shard, payload, priority, run_at, expires_at, max_attempts, unique_key, ord)
+    ORDER BY u.ord
     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('available', 'running')
     DO NOTHING
-    RETURNING *
+    RETURNING id, unique_key
     """
 )
 
@@ -197,33 +195,54 @@ _SELECT_UNFINISHED_BY_KEYS = sa.text(
 _NOTIFY = sa.text("SELECT pg_notify(:channel, s) FROM unnest(CAST(:shards AS text[])) AS s")
 
 
-def _claim_sql(*, by_shard: bool) -> sa.TextClause:
-    shard_filter = "AND shard = ANY(CAST(:shards AS text[]))" if by_shard else ""
-    return sa.text(
-        f"""
-        WITH picked AS (
-            SELECT id FROM finejobs_jobs
-            WHERE state = 'available' AND run_at <= :now
-              AND (expires_at IS NULL OR expires_at > :now)
-              AND kind = ANY(CAST(:kinds AS text[])) {shard_filter}
-            ORDER BY priority DESC, run_at, id
-            LIMIT :limit
-            FOR UPDATE SKIP LOCKED
-        )
-        UPDATE finejobs_jobs j
-        SET state = 'running', attempt = j.attempt + 1, lease_owner = :owner,
-            lease_expires_at = :lease_deadline, started_at = :now
-        FROM picked WHERE j.id = picked.id
-        RETURNING j.*
-        """
+# Every "pick ids, then update them" statement joins with `id = ANY(ARRAY(SELECT ...))`: psycopg prepares
+# statements after a few runs, and a generic plan (LIMIT $n unknown) would otherwise hash-join the whole
+# table. With ANY(ARRAY(...)) the update is an index scan on the primary key whatever the estimate.
+
+
+_CLAIM = sa.text(
+    # One shard per statement: with `shard = :shard` the claim index gives the order, no sort, no filter.
+    # Expiry and unknown kinds are checked by the worker after the claim (a filter here would let a
+    # planner working from stale statistics pick a bitmap scan and sort the whole backlog).
+    """
+    WITH picked AS (
+        SELECT id FROM finejobs_jobs
+        WHERE state = 'available' AND shard = :shard AND run_at <= :now
+        ORDER BY priority DESC, run_at, id
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
     )
+    UPDATE finejobs_jobs j
+    SET state = 'running', attempt = j.attempt + 1, lease_owner = :owner,
+        lease_expires_at = :lease_deadline, started_at = :now
+    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
+    RETURNING j.*
+    """
+)
 
-
-_CLAIM_ALL = _claim_sql(by_shard=False)
-_CLAIM_SHARDS = _claim_sql(by_shard=True)
+_PENDING_SHARDS = sa.text(
+    # A skip scan over the claim index: one index probe per shard that has waiting jobs.
+    """
+    WITH RECURSIVE s AS (
+        (SELECT shard FROM finejobs_jobs WHERE state = 'available' ORDER BY shard LIMIT 1)
+        UNION ALL
+        SELECT (SELECT shard FROM finejobs_jobs WHERE state = 'available' AND shard > s.shard
+                ORDER BY shard LIMIT 1)
+        FROM s WHERE s.shard IS NOT NULL
+    )
+    SELECT shard FROM s WHERE shard IS NOT NULL
+    """
+)
 
 _COMPLETE = sa.text(
+    # The outcomes are materialized once and the rows found by primary key: a nested loop over the
+    # function scan would parse the JSON once per candidate row.
     """
+    WITH u AS MATERIALIZED (
+        SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+            AS x(id bigint, attempt integer, state text, run_at timestamptz, finished_at timestamptz,
+                 error jsonb, uncount integer)
+    )
     UPDATE finejobs_jobs j
     SET state = u.state,
         run_at = COALESCE(u.run_at, j.run_at),
@@ -232,20 +251,22 @@ _COMPLETE = sa.text(
         errors = CASE WHEN u.error IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(u.error) END,
         lease_owner = NULL,
         lease_expires_at = NULL
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS integer[]), CAST(:states AS text[]),
-                CAST(:run_ats AS timestamptz[]), CAST(:finished_ats AS timestamptz[]),
-                CAST(:errors AS jsonb[]), CAST(:uncounts AS integer[]))
-         AS u(id, attempt, state, run_at, finished_at, error, uncount)
-    WHERE j.id = u.id AND j.state = 'running' AND j.attempt = u.attempt AND j.lease_owner = :owner
+    FROM u
+    WHERE j.id = ANY(ARRAY(SELECT id FROM u)) AND j.id = u.id
+      AND j.state = 'running' AND j.attempt = u.attempt AND j.lease_owner = :owner
     RETURNING j.id
     """
 )
 
 _HEARTBEAT = sa.text(
     """
+    WITH u AS MATERIALIZED (
+        SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS integer[])) AS x(id, attempt)
+    )
     UPDATE finejobs_jobs j SET lease_expires_at = :deadline
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:attempts AS integer[])) AS u(id, attempt)
-    WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'running' AND j.lease_owner = :owner
+    FROM u
+    WHERE j.id = ANY(CAST(:ids AS bigint[])) AND j.id = u.id
+      AND j.attempt = u.attempt AND j.state = 'running' AND j.lease_owner = :owner
     RETURNING j.id
     """
 )
@@ -277,7 +298,7 @@ def _rescue_sql(*, mine: bool) -> sa.TextClause:
                 'message', CAST(:message AS text), 'traceback', NULL, 'worker', j.lease_owner)),
             lease_owner = NULL,
             lease_expires_at = NULL
-        FROM stale WHERE j.id = stale.id
+        WHERE j.id = ANY(ARRAY(SELECT id FROM stale))
         RETURNING j.id, j.state
         """
     )
@@ -299,7 +320,7 @@ _EXPIRE_OVERDUE = sa.text(
         errors = j.errors || jsonb_build_array(jsonb_build_object(
             'attempt', j.attempt, 'at', CAST(:now_iso AS text), 'error', 'Expired',
             'message', 'not started before expires_at', 'traceback', NULL, 'worker', NULL))
-    FROM overdue WHERE j.id = overdue.id
+    WHERE j.id = ANY(ARRAY(SELECT id FROM overdue))
     RETURNING j.id
     """
 )
@@ -367,6 +388,8 @@ class JobStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Single statements on the hot path run in autocommit: one round trip instead of BEGIN/stmt/COMMIT.
+        self._autocommit_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     # ---------------------------------------------------------------- connections and schema
 
@@ -376,7 +399,9 @@ class JobStore:
             normalize_url(url),
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
+            # No pre-ping (a round trip per checkout): a connection lost in a database restart raises once,
+            # SQLAlchemy then invalidates the whole pool, and callers (worker services) retry with backoff.
+            pool_pre_ping=False,
             pool_recycle=1800,
             connect_args={"connect_timeout": 10},
         )
@@ -390,11 +415,18 @@ class JobStore:
         self.engine.dispose()
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """A short transaction on a pooled connection; connection failures become DatabaseUnavailable."""
+    def transaction(self, *, autocommit: bool = False) -> Iterator[Connection]:
+        """A short transaction on a pooled connection; connection failures become DatabaseUnavailable.
+
+        ``autocommit=True`` is for a single statement (atomic by itself): it saves BEGIN and COMMIT.
+        """
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            if autocommit:
+                with self._autocommit_engine.connect() as conn:
+                    yield conn
+            else:
+                with self.engine.begin() as conn:
+                    yield conn
         except sa.exc.OperationalError as exc:
             raise DatabaseUnavailable(
                 f"database unavailable ({mask_url(self.url)}): {_first_line(exc.orig)}"
@@ -467,26 +499,30 @@ class JobStore:
         result: list[Job | None] = [None] * len(jobs)
         for _ in range(5):  # a holder of a key can finish between insert and select: try again
             batch = [jobs[i] for i in pending]
-            inserted = _run(conn, _INSERT, _insert_params(batch, now))
-            by_key: dict[str, Mapping[Any, Any]] = {}
-            keyless = iter(sorted((r for r in inserted if r["unique_key"] is None), key=lambda r: r["id"]))
+            inserted = _run(conn, _INSERT, {"now": now, "rows": _rows_json(batch)})
+            new_ids: dict[str, int] = {}
+            keyless = iter(sorted(r["id"] for r in inserted if r["unique_key"] is None))
             for new in inserted:
                 if new["unique_key"] is not None:
-                    by_key[new["unique_key"]] = new
-            missing = {jobs[i].unique_key for i in pending if jobs[i].unique_key not in by_key} - {None}
+                    new_ids[new["unique_key"]] = new["id"]
+            held: dict[str, Job] = {}
+            missing = sorted({j.unique_key for j in batch if j.unique_key and j.unique_key not in new_ids})
             if missing:
-                for held in _run(conn, _SELECT_UNFINISHED_BY_KEYS, {"keys": sorted(k for k in missing if k)}):
-                    by_key[held["unique_key"]] = held
+                for row in _run(conn, _SELECT_UNFINISHED_BY_KEYS, {"keys": missing}):
+                    held[row["unique_key"]] = Job.from_row(row, now=now)
             still: list[int] = []
+            made: dict[int, Job] = {}
             for i in pending:
-                key = jobs[i].unique_key
-                row: Mapping[Any, Any] | None = next(keyless) if key is None else by_key.get(key)
-                if row is None:
-                    still.append(i)
+                job, key = jobs[i], jobs[i].unique_key
+                new_id = next(keyless) if key is None else new_ids.get(key)
+                if new_id is not None:
+                    result[i] = made.get(new_id) or made.setdefault(new_id, _new_job(new_id, job, now))
+                elif key in held:
+                    result[i] = held[key]
                 else:
-                    result[i] = Job.from_row(row, now=now)
-            due = sorted({r["shard"] for r in inserted if r["run_at"] <= now})
-            if due:
+                    still.append(i)
+            due = sorted({j.shard for j in batch if j.run_at <= now})
+            if inserted and due:
                 _run(conn, _NOTIFY, {"channel": NOTIFY_CHANNEL, "shards": due})
             pending = still
             if not pending:
@@ -496,28 +532,20 @@ class JobStore:
     # ---------------------------------------------------------------- the hot path
 
     def job_claim(
-        self,
-        *,
-        owner: str,
-        limit: int,
-        kinds: Sequence[str],
-        shards: Sequence[str] | None,
-        lease: timedelta,
-        now: datetime,
+        self, *, owner: str, shard: str, limit: int, lease: timedelta, now: datetime
     ) -> list[Job]:
-        """Claim up to ``limit`` due jobs of the given kinds (and shards) in one statement."""
-        if limit <= 0 or not kinds:
+        """Claim up to ``limit`` due jobs of one shard in one statement, in claim order."""
+        if limit <= 0:
             return []
-        params: dict[str, Any] = {
-            "owner": owner, "limit": limit, "kinds": list(kinds), "now": now, "lease_deadline": now + lease,
-        }
-        stmt = _CLAIM_ALL
-        if shards is not None:
-            stmt = _CLAIM_SHARDS
-            params["shards"] = list(shards)
-        with self.transaction() as conn:
-            rows = conn.execute(stmt, params).mappings().all()
+        params = {"owner": owner, "shard": shard, "limit": limit, "now": now, "lease_deadline": now + lease}
+        with self.transaction(autocommit=True) as conn:
+            rows = conn.execute(_CLAIM, params).mappings().all()
         return sorted((Job.from_row(r, now=now) for r in rows), key=_claim_order)
+
+    def shard_list_pending(self) -> list[str]:
+        """The shards that have waiting jobs (due or scheduled), in name order."""
+        with self.transaction(autocommit=True) as conn:
+            return list(conn.execute(_PENDING_SHARDS).scalars())
 
     def job_complete_many(self, outcomes: Sequence[Outcome], *, owner: str) -> set[int]:
         """Write many outcomes in one statement; returns the ids whose outcome was applied.
@@ -527,18 +555,15 @@ class JobStore:
         """
         if not outcomes:
             return set()
-        params = {
-            "owner": owner,
-            "ids": [o.job_id for o in outcomes],
-            "attempts": [o.attempt for o in outcomes],
-            "states": [o.state for o in outcomes],
-            "run_ats": _ts_array([o.run_at for o in outcomes]),
-            "finished_ats": _ts_array([o.finished_at for o in outcomes]),
-            "errors": [json.dumps(o.error.to_json()) if o.error else None for o in outcomes],
-            "uncounts": [o.uncount for o in outcomes],
-        }
-        with self.transaction() as conn:
-            return set(conn.execute(_COMPLETE, params).scalars())
+        rows = [
+            {"id": o.job_id, "attempt": o.attempt, "state": o.state, "uncount": o.uncount,
+             "run_at": o.run_at.isoformat() if o.run_at else None,
+             "finished_at": o.finished_at.isoformat() if o.finished_at else None,
+             "error": o.error.to_json() if o.error else None}
+            for o in outcomes
+        ]
+        with self.transaction(autocommit=True) as conn:
+            return set(conn.execute(_COMPLETE, {"owner": owner, "rows": json.dumps(rows)}).scalars())
 
     def job_heartbeat(
         self, *, owner: str, held: Mapping[int, int], lease: timedelta, now: datetime
@@ -547,7 +572,7 @@ class JobStore:
         if not held:
             return set()
         params = {"owner": owner, "ids": list(held), "attempts": list(held.values()), "deadline": now + lease}
-        with self.transaction() as conn:
+        with self.transaction(autocommit=True) as conn:
             return set(conn.execute(_HEARTBEAT, params).scalars())
 
     def job_release(
@@ -558,7 +583,7 @@ class JobStore:
             return {}
         params = {"owner": owner, "ids": list(ids), "now": now, "now_iso": now.isoformat(),
                   "limit": len(ids), "error": error, "message": message}
-        with self.transaction() as conn:
+        with self.transaction(autocommit=True) as conn:
             rows = conn.execute(_RESCUE_MINE, params).all()
         return {row.id: JobState(row.state) for row in rows}
 
@@ -601,7 +626,7 @@ class JobStore:
     # ---------------------------------------------------------------- reading and operating
 
     def job_get(self, *, job_id: int, now: datetime) -> Job:
-        with self.transaction() as conn:
+        with self.transaction(autocommit=True) as conn:
             row = conn.execute(sa.select(jobs_table).where(jobs_table.c.id == job_id)).mappings().first()
         if row is None:
             raise JobNotFound(f"no job with id {job_id}")
@@ -628,7 +653,7 @@ class JobStore:
             query = query.where(jobs_table.c.kind == kind)
         if shard is not None:
             query = query.where(jobs_table.c.shard == shard)
-        with self.transaction() as conn:
+        with self.transaction(autocommit=True) as conn:
             return [Job.from_row(r, now=now) for r in conn.execute(query).mappings()]
 
     def job_cancel(self, *, job_id: int, now: datetime, reason: str = "cancelled by operator") -> Job:
@@ -650,7 +675,7 @@ class JobStore:
 
     def _operate(self, stmt: sa.TextClause, *, job_id: int, now: datetime, verb: str, **extra: Any) -> Job:
         params = {"id": job_id, "now": now, "now_iso": now.isoformat(), **extra}
-        with self.transaction() as conn:
+        with self.transaction(autocommit=True) as conn:
             row = conn.execute(stmt, params).mappings().first()
         if row is None:
             current = self.job_get(job_id=job_id, now=now)  # raises JobNotFound
@@ -662,7 +687,7 @@ class JobStore:
         by_kind: dict[str, dict[str, int]] = {}
         by_shard: dict[str, dict[str, int]] = {}
         total = 0
-        with self.transaction() as conn:
+        with self.transaction(autocommit=True) as conn:
             for row in conn.execute(_STATS, {"now": now}):
                 by_state[row.state] += row.n
                 by_kind.setdefault(row.kind, {}).setdefault(row.state, 0)
@@ -682,18 +707,28 @@ def _first_line(exc: BaseException | None) -> str:
     return mask_url(text[0]) if text else type(exc).__name__
 
 
-def _insert_params(jobs: Sequence[NewJob], now: datetime) -> dict[str, Any]:
-    return {
-        "now": now,
-        "kinds": [j.kind for j in jobs],
-        "shards": [j.shard for j in jobs],
-        "payloads": [j.payload_json for j in jobs],
-        "priorities": [j.priority for j in jobs],
-        "run_ats": [j.run_at for j in jobs],
-        "expires_ats": _ts_array([j.expires_at for j in jobs]),
-        "max_attempts": [j.max_attempts for j in jobs],
-        "unique_keys": [j.unique_key for j in jobs],
-    }
+def _rows_json(jobs: Sequence[NewJob]) -> str:
+    """The jobs as one JSON array; payloads are spliced in as the JSON text they already are."""
+    dumps = json.dumps
+    parts = [
+        f'{{"kind":{dumps(j.kind)},"shard":{dumps(j.shard)},"payload":{j.payload_json},'
+        f'"priority":{j.priority},"run_at":"{j.run_at.isoformat()}",'
+        f'"expires_at":{dumps(j.expires_at.isoformat()) if j.expires_at else "null"},'
+        f'"max_attempts":{j.max_attempts},"unique_key":{dumps(j.unique_key)}}}'
+        for j in jobs
+    ]
+    return "[" + ",".join(parts) + "]"
+
+
+def _new_job(job_id: int, job: NewJob, now: datetime) -> Job:
+    """The Job just inserted, built from what we sent (saves reading every row back)."""
+    return Job(
+        id=job_id, kind=job.kind, shard=job.shard, payload=job.payload,
+        state=JobState.SCHEDULED if job.run_at > now else JobState.AVAILABLE,
+        priority=job.priority, run_at=job.run_at, expires_at=job.expires_at, attempt=0,
+        max_attempts=job.max_attempts, unique_key=job.unique_key, lease_owner=None, lease_expires_at=None,
+        errors=(), created_at=now, started_at=None, finished_at=None,
+    )
 
 
 def _run(conn: UserConnection, stmt: sa.TextClause, params: Mapping[str, Any]) -> list[Mapping[Any, Any]]:

@@ -33,6 +33,7 @@ from finejobs.clock import Clock
 from finejobs.errors import DatabaseUnavailable, FinejobsError
 from finejobs.jobs import Job, JobContext, JobState
 from finejobs.queue import JobKind, Queue
+from finejobs.retry import Retry
 from finejobs.services import (
     Completer,
     Heartbeat,
@@ -53,6 +54,11 @@ DEFAULT_RETENTION: dict[JobState, timedelta] = {
     JobState.EXPIRED: timedelta(days=7),
     JobState.CANCELLED: timedelta(days=7),
 }
+
+
+# A job of a kind this worker has no handler for fails that attempt and is retried with this policy
+# (capped by the job's own max_attempts): another worker, or this one after a deploy, may know the kind.
+UNKNOWN_KIND_RETRY = Retry(max_attempts=1_000_000, backoff=timedelta(seconds=30), max_backoff=timedelta(minutes=30))
 
 
 class WorkerCrashed(FinejobsError):
@@ -88,6 +94,8 @@ class Worker:
         maintenance_interval: float = 2.0,
         retention: dict[JobState, timedelta] | None = None,
         claim_batch: int = 100,
+        claim_cooldown: float = 0.005,
+        shard_refresh_interval: float = 5.0,
         clock: Clock | None = None,
         worker_id: str | None = None,
         listen: bool = True,
@@ -101,6 +109,12 @@ class Worker:
         self.lease = lease
         self.shutdown_grace = shutdown_grace
         self.claim_batch = claim_batch
+        self.claim_cooldown = claim_cooldown
+        self._refill_at = max(1, min(claim_batch, concurrency) // 2)
+        self.shard_refresh_interval = shard_refresh_interval
+        self._pending_shards: list[str] | None = None
+        self._pending_shards_at = 0.0
+        self._rotation = 0
         self.clock: Clock = clock or queue.clock
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.completer = Completer(self, flush_interval)
@@ -189,6 +203,8 @@ class Worker:
         jobs = self._claim(self.concurrency)
         for job in jobs:
             run = self._launch_record(job)
+            if run is None:
+                continue
             if run.kind.is_async:
                 asyncio.run(self._execute_async(run))
             else:
@@ -222,31 +238,77 @@ class Worker:
                 self._launch(job)
             if len(jobs) < limit:
                 self._wake.wait(self.poll_interval * random.uniform(0.8, 1.2))
+            else:
+                # More is waiting. Let slots free up a little so the next claim is a batch, not one job.
+                with self._state_lock:
+                    self._state_lock.wait_for(
+                        lambda: self._stopping.is_set() or self._free_slots() >= self._refill_at,
+                        timeout=self.claim_cooldown)
 
     def _claim(self, limit: int) -> list[Job]:
-        jobs = self.store.job_claim(owner=self.worker_id, limit=limit, kinds=self.kinds, shards=self.shards,
-                                    lease=self.lease, now=self.clock())
-        self.stats["claimed"] += len(jobs)
-        return jobs
+        """Claim up to ``limit`` jobs, one statement per shard, starting from a different shard each round
+        so that a shard with a long backlog cannot starve the others."""
+        shards = self._shards_to_claim()
+        if not shards:
+            return []
+        start = self._rotation % len(shards)
+        self._rotation += 1
+        now = self.clock()
+        claimed: list[Job] = []
+        for shard in shards[start:] + shards[:start]:
+            room = limit - len(claimed)
+            if room <= 0:
+                break
+            claimed += self.store.job_claim(owner=self.worker_id, shard=shard, limit=room, lease=self.lease, now=now)
+        self.stats["claimed"] += len(claimed)
+        return claimed
+
+    def _shards_to_claim(self) -> list[str]:
+        if self.shards is not None:
+            return self.shards
+        now = time.monotonic()
+        if self._pending_shards is None or now >= self._pending_shards_at + self.shard_refresh_interval:
+            self._pending_shards = self.store.shard_list_pending()
+            self._pending_shards_at = now
+        return self._pending_shards
 
     def _free_slots(self) -> int:
         return self.concurrency - len(self._running)
 
     def _notified(self, shard: str) -> None:
-        if self.shards is None or shard == "*" or any(fnmatchcase(shard, s) for s in self.shards):
+        if self.shards is None:
+            if self._pending_shards is not None and shard not in self._pending_shards:
+                self._pending_shards = None  # a new shard: look again before the next claim
+            self._wake.set()
+        elif shard == "*" or any(fnmatchcase(shard, s) for s in self.shards):
             self._wake.set()
 
     # ---------------------------------------------------------------- the executor
 
-    def _launch_record(self, job: Job) -> Running:
-        run = Running(job=job, kind=self.queue.kinds[job.kind], context=JobContext(job, self.worker_id))
+    def _launch_record(self, job: Job) -> Running | None:
+        """Track a claimed job; None if it must not run (expired, or a kind without handler), in which
+        case its outcome is already settled."""
+        with self._state_lock:
+            self._held[job.id] = job.attempt
+        now = self.clock()
+        kind = self.queue.kinds.get(job.kind)
+        if job.expires_at is not None and job.expires_at <= now:
+            self.completer.add(outcomes.expired_unstarted(job, now=now), job, 0.0, None)
+            return None
+        if kind is None:
+            error = outcomes.NoHandler(job.kind, self.kinds)
+            self.completer.add(outcomes.failed(job, error, retry=UNKNOWN_KIND_RETRY, now=now, worker=self.worker_id),
+                               job, 0.0, error)
+            return None
+        run = Running(job=job, kind=kind, context=JobContext(job, self.worker_id))
         with self._state_lock:
             self._running[job.id] = run
-            self._held[job.id] = job.attempt
         return run
 
     def _launch(self, job: Job) -> None:
         run = self._launch_record(job)
+        if run is None:
+            return
         if self._stopping.is_set():
             self._settle(run, outcomes.released(job, now=self.clock()), None)
             self._finish(run)

@@ -18,7 +18,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import sqlalchemy as sa
@@ -112,7 +112,7 @@ def run(opts: Options) -> int:
     os.environ["DOSAGE_GATEWAY_URL"] = gateway.url
 
     started = time.monotonic()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     create_patients(engine, opts, now)
     jobs = plan_alerts(engine, now)
     again = plan_alerts(engine, now)
@@ -187,10 +187,11 @@ def print_summary(engine: sa.Engine, ids: set[int], elapsed: float, gateway: Gat
           f"{sum(gateway.delivered.values())} and refused {gateway.refused} requests")
     if latencies:
         q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [latencies[0]] * 99
-        print(f"enqueue-to-sent: p50 {q[49] * 1000:.0f} ms, p95 {q[94] * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms")
+        print(f"enqueue-to-sent: p50 {q[49] * 1000:.0f} ms, p95 {q[94] * 1000:.0f} ms, "
+              f"max {max(latencies) * 1000:.0f} ms")
     if reasons:
         print("\nwhy alerts were not sent:")
         for reason, count in reasons.most_common():
-            print(f"  {count:>5} × {reason}")
+            print(f"  {count:>5} x {reason}")
     unfinished = len(ids) - sum(totals[s] for s in ("succeeded", "failed", "expired", "cancelled"))
     print(f"\nunfinished: {unfinished}")
