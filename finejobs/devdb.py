@@ -48,6 +48,7 @@ __all__ = [
     "EmbeddedPostgresError",
     "EmbeddedPostgresNotInstalledError",
     "discover_server_url",
+    "server_answers",
 ]
 
 DATABASE_URL_ENV = "FINEJOBS_DATABASE_URL"
@@ -123,6 +124,8 @@ def _shared_embedded_server() -> EmbeddedPostgres:
             server.start()
             atexit.register(server.stop)
             _embedded = server
+        elif not _embedded.running:  # stopped by someone, or crashed: bring it back
+            _embedded.start()
         return _embedded
 
 

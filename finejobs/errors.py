@@ -66,7 +66,7 @@ class JobNotFound(FinejobsError, LookupError):
     """No job has this id."""
 
 
-class Cancel(Exception):  # noqa: N818 - it is a signal, not an error
+class Cancel(Exception):
     """Raise from a handler to end the job as ``cancelled``."""
 
     def __init__(self, reason: str = "cancelled by handler") -> None:
@@ -74,7 +74,7 @@ class Cancel(Exception):  # noqa: N818 - it is a signal, not an error
         super().__init__(reason)
 
 
-class Snooze(Exception):  # noqa: N818 - it is a signal, not an error
+class Snooze(Exception):
     """Raise from a handler to run the job again after ``delay``; the attempt is not counted."""
 
     def __init__(self, delay: timedelta | float) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 
 class FakeClock:
@@ -15,7 +15,7 @@ class FakeClock:
     """
 
     def __init__(self, start: datetime | None = None) -> None:
-        start = start or datetime.now(timezone.utc)
+        start = start or datetime.now(UTC)
         if start.tzinfo is None:
             raise ValueError("FakeClock needs a timezone-aware start")
         self._now = start
