@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import traceback as tb
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from finejobs.errors import Cancel, Snooze
@@ -23,17 +24,25 @@ def attempt_error(job: Job, error: BaseException, *, now: datetime, worker: str)
         attempt=job.attempt,
         at=now,
         error=type(error).__qualname__,
-        message=str(error),
-        traceback="".join(tb.format_exception(error)),
+        message=_safe(str, error),
+        traceback=_safe(lambda e: "".join(tb.format_exception(e)), error),
         worker=worker,
     )
 
 
-class NoHandler(LookupError):
-    """The worker that claimed a job has no handler for its kind."""
+def _safe(render: Callable[[BaseException], str], error: BaseException) -> str:
+    """Render an error for the record even when its __str__ itself raises; PostgreSQL's jsonb cannot
+    hold NUL characters, so they are written as the four characters ``\\x00``."""
+    try:
+        text = render(error)
+    except Exception as exc:
+        text = f"<{type(error).__qualname__} could not be rendered: {type(exc).__name__}>"
+    return text.replace("\x00", "\\x00")
 
-    def __init__(self, kind: str, known: list[str]) -> None:
-        super().__init__(f"no handler for job kind {kind!r} in this worker (it knows: {', '.join(known) or 'none'})")
+
+def describe(error: BaseException) -> str:
+    """``Type: message`` for a log line, safe for any exception."""
+    return f"{type(error).__name__}: {_safe(str, error)}"
 
 
 def expired_unstarted(job: Job, *, now: datetime) -> Outcome:

@@ -124,7 +124,7 @@ class JobKind(Generic[P, R]):
                 raise PayloadError(self.name, ["<root>"], f"expected a JSON object, got {type(payload).__name__}")
             return dict(payload)
         if isinstance(payload, self.model):
-            return payload.model_dump(mode="json")
+            return payload.model_dump(mode="json", by_alias=True)
         if isinstance(payload, pydantic.BaseModel):
             payload = payload.model_dump()
         if not isinstance(payload, Mapping):
@@ -134,7 +134,7 @@ class JobKind(Generic[P, R]):
         if extra:
             raise PayloadError(self.name, extra, "; ".join(f"{name}: extra field not permitted" for name in extra))
         try:
-            return self.model.model_validate(payload).model_dump(mode="json")
+            return self.model.model_validate(payload).model_dump(mode="json", by_alias=True)
         except pydantic.ValidationError as exc:
             fields = [".".join(str(p) for p in err["loc"]) or "<root>" for err in exc.errors()]
             details = "; ".join(f"{f}: {err['msg']}" for f, err in zip(fields, exc.errors(), strict=True))
@@ -288,6 +288,9 @@ class Queue:
             payload_json = json.dumps(payload, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise PayloadError(kind.name, ["<root>"], f"not JSON-serializable: {exc}") from None
+        nul = _nul_path(payload)
+        if nul is not None:
+            raise PayloadError(kind.name, [nul], f"{nul}: NUL characters (\\x00) cannot be stored in PostgreSQL")
         size = len(payload_json.encode("utf-8"))
         if size > self.max_payload_bytes:
             raise PayloadError(kind.name, ["<root>"],
@@ -302,13 +305,15 @@ class Queue:
         priority = kind.priority if spec.priority is None else spec.priority
         if not isinstance(priority, int) or priority not in _PRIORITY_RANGE:
             raise InvalidJobOptions(f"priority must be an integer within -32768..32767, got {priority!r}")
-        if spec.unique_key is not None and (not isinstance(spec.unique_key, str) or not spec.unique_key):
-            raise InvalidJobOptions("unique_key must be a non-empty string")
+        if spec.unique_key is not None and (
+            not isinstance(spec.unique_key, str) or not spec.unique_key or "\x00" in spec.unique_key
+        ):
+            raise InvalidJobOptions("unique_key must be a non-empty string without NUL characters")
         return NewJob(
             kind=kind.name,
             payload=payload,
             payload_json=payload_json,
-            shard=validate_shard_name(spec.shard or DEFAULT_SHARD),
+            shard=validate_shard_name(DEFAULT_SHARD if spec.shard is None else spec.shard),
             priority=priority,
             run_at=run_at,
             expires_at=expires_at,
@@ -323,12 +328,32 @@ def _merge(item: Any, defaults: JobSpec) -> JobSpec:
                        priority=defaults.priority)
     return JobSpec(
         item.payload,
-        shard=item.shard or defaults.shard,
-        run_at=item.run_at or defaults.run_at,
-        expires_at=item.expires_at or defaults.expires_at,
+        shard=defaults.shard if item.shard is None else item.shard,
+        run_at=defaults.run_at if item.run_at is None else item.run_at,
+        expires_at=defaults.expires_at if item.expires_at is None else item.expires_at,
         priority=defaults.priority if item.priority is None else item.priority,
         unique_key=item.unique_key,
     )
+
+
+def _nul_path(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first key or string holding a NUL character, else None."""
+    if isinstance(value, str):
+        return (path or "<root>") if "\x00" in value else None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return here
+            found = _nul_path(item, here)
+            if found:
+                return found
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            found = _nul_path(item, f"{path}.{i}" if path else str(i))
+            if found:
+                return found
+    return None
 
 
 def _aware(name: str, value: datetime | None) -> datetime | None:
@@ -364,14 +389,42 @@ def _payload_model(handler: Callable[..., Any]) -> type[pydantic.BaseModel] | No
     return None
 
 
-def _unknown_fields(model: type[pydantic.BaseModel], payload: Mapping[str, Any]) -> list[str]:
-    if model.model_config.get("extra") == "allow":
+def _unknown_fields(model: type[pydantic.BaseModel], payload: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted paths of keys that no field accepts, in this model and the models nested in it.
+
+    A model (or nested model) configured with ``extra="allow"`` or ``extra="ignore"`` explicitly keeps its
+    own behaviour; by default finejobs refuses unknown keys, since a typo in a payload is a lost field.
+    """
+    if model.model_config.get("extra") in ("allow", "ignore"):
         return []
-    known: set[str] = set()
+    fields: dict[str, Any] = {}
     for name, info in model.model_fields.items():
-        known.add(name)
-        if info.alias:
-            known.add(info.alias)
-        if isinstance(info.validation_alias, str):
-            known.add(info.validation_alias)
-    return sorted(str(k) for k in payload if k not in known)
+        fields[name] = info
+        for alias in (info.alias, info.validation_alias):
+            if isinstance(alias, str):
+                fields[alias] = info
+    unknown: list[str] = []
+    for key, value in payload.items():
+        accepting = fields.get(str(key))
+        if accepting is None:
+            unknown.append(f"{prefix}{key}")
+        else:
+            unknown += _unknown_nested(accepting.annotation, value, f"{prefix}{key}")
+    return sorted(unknown)
+
+
+def _unknown_nested(annotation: Any, value: Any, path: str) -> list[str]:
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return _unknown_fields(annotation, value, f"{path}.") if isinstance(value, Mapping) else []
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple, set, frozenset) and args and isinstance(value, list | tuple):
+        return [p for i, item in enumerate(value) for p in _unknown_nested(args[0], item, f"{path}.{i}")]
+    if origin is dict and len(args) == 2 and isinstance(value, Mapping):
+        return [p for k, item in value.items() for p in _unknown_nested(args[1], item, f"{path}.{k}")]
+    if args and origin is not dict:  # Optional[...], unions, Annotated[...]: the first model that fits
+        for arg in args:
+            found = _unknown_nested(arg, value, path)
+            if found:
+                return found
+    return []

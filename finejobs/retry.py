@@ -40,6 +40,10 @@ class Retry:
             raise ValueError(f"max_attempts must be an integer >= 1, got {self.max_attempts!r}")
         if self.backoff < timedelta(0) or self.max_backoff < timedelta(0):
             raise ValueError("backoff and max_backoff must not be negative")
+        if self.on is not None and not (
+            isinstance(self.on, tuple) and all(isinstance(t, type) and issubclass(t, BaseException) for t in self.on)
+        ):
+            raise TypeError(f"on must be a tuple of exception types, got {self.on!r}")
         if self.max_backoff < self.backoff:
             raise ValueError("max_backoff must be at least backoff")
         jitter = self.backoff if self.jitter is None else self.jitter

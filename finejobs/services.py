@@ -107,23 +107,38 @@ class Completer(Service):
             return len(self._buffer)
 
     def run_once(self, now: datetime) -> int:
-        """Flush the buffer; returns how many outcomes were written. On failure the buffer is kept."""
+        """Flush the buffer; returns how many outcomes were written. On a database outage the buffer is kept."""
         with self._flush_lock:
             with self._lock:
                 batch, self._buffer = self._buffer, []
             if not batch:
                 return 0
             try:
-                applied = self.worker.store.job_complete_many([p.outcome for p in batch],
-                                                              owner=self.worker.worker_id)
+                self._write(batch)
             except BaseException:
                 with self._lock:
                     self._buffer[:0] = batch
                 raise
-            for item in batch:
-                self.worker.outcome_written(item.outcome, item.job, item.duration, item.error,
-                                            applied=item.outcome.job_id in applied)
             return len(batch)
+
+    def _write(self, batch: list[_Pending]) -> None:
+        try:
+            applied = self.worker.store.job_complete_many([p.outcome for p in batch], owner=self.worker.worker_id)
+        except DatabaseUnavailable:
+            raise
+        except Exception as exc:
+            # Not an outage: one outcome the database refuses must not take the others (or the worker) down.
+            if len(batch) > 1:
+                for item in batch:
+                    self._write([item])
+                return
+            item = batch[0]
+            log.error("job %d: could not write its outcome (%s: %s); its lease will bring it back",
+                      item.job.id, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+            applied = set()
+        for item in batch:
+            self.worker.outcome_written(item.outcome, item.job, item.duration, item.error,
+                                        applied=item.outcome.job_id in applied)
 
     def stop(self, timeout: float = 10.0) -> None:
         super().stop(timeout)

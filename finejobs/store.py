@@ -153,7 +153,7 @@ def libpq_url(url: str) -> str:
 
 def mask_url(url: str) -> str:
     """Hide the password of a database URL, for logs and error messages."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 def available_migrations() -> list[Migration]:
@@ -201,13 +201,14 @@ _NOTIFY = sa.text("SELECT pg_notify(:channel, s) FROM unnest(CAST(:shards AS tex
 
 
 _CLAIM = sa.text(
-    # One shard per statement: with `shard = :shard` the claim index gives the order, no sort, no filter.
-    # Expiry and unknown kinds are checked by the worker after the claim (a filter here would let a
-    # planner working from stale statistics pick a bitmap scan and sort the whole backlog).
+    # One shard per statement: with `shard = :shard` leading the claim index, the ordered index scan is the
+    # plan even from stale statistics (without it, a planner may bitmap-scan and sort the whole backlog).
     """
     WITH picked AS (
         SELECT id FROM finejobs_jobs
         WHERE state = 'available' AND shard = :shard AND run_at <= :now
+          AND kind = ANY(CAST(:kinds AS text[]))
+          AND (expires_at IS NULL OR expires_at > :now)
         ORDER BY priority DESC, run_at, id
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
@@ -395,6 +396,10 @@ class JobStore:
 
     @classmethod
     def from_url(cls, url: str, *, pool_size: int = 5) -> JobStore:
+        try:
+            sa.engine.make_url(normalize_url(url)).port  # noqa: B018 - parses the port, raises if it is bad
+        except (ValueError, sa.exc.ArgumentError) as exc:
+            raise ConfigurationError(f"invalid database URL {mask_url(url)!r}: {exc}") from None
         engine = sa.create_engine(
             normalize_url(url),
             pool_size=pool_size,
@@ -532,12 +537,13 @@ class JobStore:
     # ---------------------------------------------------------------- the hot path
 
     def job_claim(
-        self, *, owner: str, shard: str, limit: int, lease: timedelta, now: datetime
+        self, *, owner: str, shard: str, kinds: Sequence[str], limit: int, lease: timedelta, now: datetime
     ) -> list[Job]:
-        """Claim up to ``limit`` due jobs of one shard in one statement, in claim order."""
-        if limit <= 0:
+        """Claim up to ``limit`` due, unexpired jobs of the given kinds in one shard, in claim order."""
+        if limit <= 0 or not kinds:
             return []
-        params = {"owner": owner, "shard": shard, "limit": limit, "now": now, "lease_deadline": now + lease}
+        params = {"owner": owner, "shard": shard, "kinds": list(kinds), "limit": limit, "now": now,
+                  "lease_deadline": now + lease}
         with self.transaction(autocommit=True) as conn:
             rows = conn.execute(_CLAIM, params).mappings().all()
         return sorted((Job.from_row(r, now=now) for r in rows), key=_claim_order)

@@ -33,7 +33,6 @@ from finejobs.clock import Clock
 from finejobs.errors import DatabaseUnavailable, FinejobsError
 from finejobs.jobs import Job, JobContext, JobState
 from finejobs.queue import JobKind, Queue
-from finejobs.retry import Retry
 from finejobs.services import (
     Completer,
     Heartbeat,
@@ -54,11 +53,6 @@ DEFAULT_RETENTION: dict[JobState, timedelta] = {
     JobState.EXPIRED: timedelta(days=7),
     JobState.CANCELLED: timedelta(days=7),
 }
-
-
-# A job of a kind this worker has no handler for fails that attempt and is retried with this policy
-# (capped by the job's own max_attempts): another worker, or this one after a deploy, may know the kind.
-UNKNOWN_KIND_RETRY = Retry(max_attempts=1_000_000, backoff=timedelta(seconds=30), max_backoff=timedelta(minutes=30))
 
 
 class WorkerCrashed(FinejobsError):
@@ -115,6 +109,7 @@ class Worker:
         self._pending_shards: list[str] | None = None
         self._pending_shards_at = 0.0
         self._rotation = 0
+        self._last_round_claimed = False  # an empty round makes a worker serving every shard look again
         self.clock: Clock = clock or queue.clock
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.completer = Completer(self, flush_interval)
@@ -200,6 +195,7 @@ class Worker:
         Uses the same claim, handler and completion code as ``run()``, without threads, so tests can
         drive a worker step by step with an injected clock.
         """
+        self._pending_shards = None  # "what is due now": look at every shard afresh
         jobs = self._claim(self.concurrency)
         for job in jobs:
             run = self._launch_record(job)
@@ -250,6 +246,7 @@ class Worker:
         so that a shard with a long backlog cannot starve the others."""
         shards = self._shards_to_claim()
         if not shards:
+            self._last_round_claimed = False
             return []
         start = self._rotation % len(shards)
         self._rotation += 1
@@ -259,7 +256,9 @@ class Worker:
             room = limit - len(claimed)
             if room <= 0:
                 break
-            claimed += self.store.job_claim(owner=self.worker_id, shard=shard, limit=room, lease=self.lease, now=now)
+            claimed += self.store.job_claim(owner=self.worker_id, shard=shard, kinds=self.kinds, limit=room,
+                                            lease=self.lease, now=now)
+        self._last_round_claimed = bool(claimed)
         self.stats["claimed"] += len(claimed)
         return claimed
 
@@ -267,7 +266,8 @@ class Worker:
         if self.shards is not None:
             return self.shards
         now = time.monotonic()
-        if self._pending_shards is None or now >= self._pending_shards_at + self.shard_refresh_interval:
+        if (self._pending_shards is None or not self._last_round_claimed
+                or now >= self._pending_shards_at + self.shard_refresh_interval):
             self._pending_shards = self.store.shard_list_pending()
             self._pending_shards_at = now
         return self._pending_shards
@@ -286,21 +286,14 @@ class Worker:
     # ---------------------------------------------------------------- the executor
 
     def _launch_record(self, job: Job) -> Running | None:
-        """Track a claimed job; None if it must not run (expired, or a kind without handler), in which
-        case its outcome is already settled."""
+        """Track a claimed job; None if it must not run (it expired meanwhile), its outcome then settled."""
         with self._state_lock:
             self._held[job.id] = job.attempt
         now = self.clock()
-        kind = self.queue.kinds.get(job.kind)
         if job.expires_at is not None and job.expires_at <= now:
             self.completer.add(outcomes.expired_unstarted(job, now=now), job, 0.0, None)
             return None
-        if kind is None:
-            error = outcomes.NoHandler(job.kind, self.kinds)
-            self.completer.add(outcomes.failed(job, error, retry=UNKNOWN_KIND_RETRY, now=now, worker=self.worker_id),
-                               job, 0.0, error)
-            return None
-        run = Running(job=job, kind=kind, context=JobContext(job, self.worker_id))
+        run = Running(job=job, kind=self.queue.kinds[job.kind], context=JobContext(job, self.worker_id))
         with self._state_lock:
             self._running[job.id] = run
         return run
@@ -401,7 +394,7 @@ class Worker:
                         job.id, job.kind, label)
             return
         self.stats[label] += 1
-        detail = f" error={type(error).__name__}: {error}" if error is not None and label != "snoozed" else ""
+        detail = f" error={outcomes.describe(error)}" if error is not None and label != "snoozed" else ""
         retry = f" next_run_at={outcome.run_at.isoformat()}" if label == "retried" and outcome.run_at else ""
         level = logging.INFO if label in ("succeeded", "snoozed") else logging.WARNING
         log.log(level, "job %d %s shard=%s attempt=%d/%d %s in %.1fms%s%s", job.id, job.kind, job.shard,
@@ -432,7 +425,7 @@ class Worker:
         deadline = time.monotonic() + self.shutdown_grace
         with self._state_lock:
             if self._running:
-                log.info("stopping: waiting up to %.0fs for %d running jobs", self.shutdown_grace,
+                log.info("stopping: waiting up to %.1fs for %d running jobs", self.shutdown_grace,
                          len(self._running))
             self._state_lock.wait_for(lambda: not self._running or self._fatal is not None,
                                       timeout=max(0.0, deadline - time.monotonic()))

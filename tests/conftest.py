@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -20,7 +20,7 @@ import finejobs
 from finejobs.store import libpq_url
 from finejobs.testing import FakeClock
 
-T0 = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 
 
 def _with_database(url: str, name: str) -> str:

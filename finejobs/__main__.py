@@ -1,0 +1,3 @@
+from finejobs.cli import main
+
+raise SystemExit(main())
