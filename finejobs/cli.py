@@ -304,12 +304,14 @@ def migrate(ctx: click.Context, database_url: str | None) -> None:
 @click.option("--shutdown-grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
               metavar="SECONDS",
               help="On SIGTERM/SIGINT, how long running jobs may finish before they are given back.")
+@click.option("--pool-size", type=click.IntRange(min=2), default=5, show_default=True,
+              help="Database connections this worker may hold (plus one for LISTEN).")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="INFO",
               show_default=True, help="Log level; logs go to stdout, one line per job outcome.")
 @database_url_option
 @click.pass_context
 def worker(ctx: click.Context, app: str, shards: tuple[str, ...], concurrency: int, poll_interval: float,
-           shutdown_grace: float, log_level: str, database_url: str | None) -> None:
+           shutdown_grace: float, pool_size: int, log_level: str, database_url: str | None) -> None:
     """Run a worker: claim due jobs of the app's kinds and run them until stopped.
 
     SIGTERM or SIGINT stops it gracefully: no new jobs are claimed, running jobs get --shutdown-grace
@@ -327,8 +329,7 @@ def worker(ctx: click.Context, app: str, shards: tuple[str, ...], concurrency: i
     logging.basicConfig(stream=sys.stdout, level=log_level.upper(), format=LOG_FORMAT)
     queue = load_app(app)
     url = _database_url(ctx, database_url, required=False)
-    if url is not None:
-        queue.configure(url=url)
+    queue.configure(url=url, pool_size=pool_size)
     try:
         _remember_secret(queue.url)  # the app's own URL may carry a password too
         log.info("finejobs %s: app=%s database=%s", __version__, app, _scrub(queue.url))

@@ -178,14 +178,16 @@ class Queue:
             )
         return url
 
-    def configure(self, *, url: str | None = None) -> None:
-        """Set the database URL before first use (the CLI's --database-url does this)."""
+    def configure(self, *, url: str | None = None, pool_size: int | None = None) -> None:
+        """Change the database URL or pool size (the CLI's --database-url and --pool-size do this)."""
         with self._lock:
             if self._store is not None:
                 self._store.dispose()
                 self._store = None
             if url is not None:
                 self._url = url
+            if pool_size is not None:
+                self._pool_size = pool_size
 
     @property
     def store(self) -> JobStore:

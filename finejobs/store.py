@@ -403,7 +403,7 @@ class JobStore:
         engine = sa.create_engine(
             normalize_url(url),
             pool_size=pool_size,
-            max_overflow=pool_size,
+            max_overflow=0,  # pool_size is a hard bound on what this process takes from the database
             # No pre-ping (a round trip per checkout): a connection lost in a database restart raises once,
             # SQLAlchemy then invalidates the whole pool, and callers (worker services) retry with backoff.
             pool_pre_ping=False,

@@ -105,7 +105,7 @@ def plan_alerts(engine: sa.Engine, now: datetime) -> list[finejobs.Job]:
 def run(opts: Options) -> int:
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     url = resolve_database_url(opts.database_url)
-    queue.configure(url=url)
+    queue.configure(url=url, pool_size=4 * opts.workers + 2)  # each in-process worker uses up to 4
     queue.migrate()
     engine = sa.create_engine(finejobs.store.normalize_url(url))
     gateway = Gateway(failure_rate=opts.failure_rate, seed=opts.seed).start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -309,3 +310,20 @@ def test_unmigrated_database(empty_database_url: str) -> None:
         results = list(pool.map(lambda args: run_cli(*args, url=empty_database_url), cases))
     for result in results:
         assert_one_line_error(result, "run `finejobs migrate`")
+
+
+def test_second_signal_exits_at_once_and_the_lease_brings_the_job_back(jobdb: Db, start_worker: Any) -> None:
+    worker = start_worker("--shutdown-grace", "60")
+    job_id = int(run_cli("enqueue", "nap", "--app", APP, "--payload", '{"seconds": 30}', url=jobdb.url)
+                 .ok().stdout)
+    wait_for(lambda: jobdb.state(job_id) == "running", what="the nap job to start", context=worker.describe)
+    worker.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: "send it again to exit at once" in worker.log, what="the first signal", context=worker.describe)
+    started = time.monotonic()
+    worker.proc.send_signal(signal.SIGTERM)
+    code = worker.proc.wait(10)
+    assert code != 0, "a forced exit is not a clean stop"
+    assert time.monotonic() - started < 5, "the second signal does not wait for the 30 s handler"
+    # Nothing is lost: the job is still held by its (now dead) worker's lease, for the rescuer to return.
+    shown = run_cli("jobs", "show", str(job_id), "--json", url=jobdb.url).ok().json()
+    assert shown["state"] == "running" and shown["lease_expires_at"] is not None
