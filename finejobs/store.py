@@ -168,20 +168,28 @@ def available_migrations() -> list[Migration]:
 
 
 _INSERT = sa.text(
-    # One JSON array in, one row per element: much cheaper to bind than eight typed arrays.
+    # One JSON array in, one row per element: much cheaper to bind than eight typed arrays. The same
+    # statement sends one NOTIFY per shard that got a due job (an uncorrelated subquery runs once).
     """
-    INSERT INTO finejobs_jobs (kind, shard, payload, priority, run_at, expires_at, max_attempts,
-                               unique_key, created_at)
-    SELECT u.kind, u.shard, u.payload, u.priority, u.run_at, u.expires_at, u.max_attempts,
-           u.unique_key, :now
-    FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb))
-                    AS (kind text, shard text, payload jsonb, priority smallint, run_at timestamptz,
-                        expires_at timestamptz, max_attempts integer, unique_key text))
-         WITH ORDINALITY AS u(kind, shard, payload, priority, run_at, expires_at, max_attempts, unique_key, ord)
-    ORDER BY u.ord
-    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('available', 'running')
-    DO NOTHING
-    RETURNING id, unique_key
+    WITH ins AS (
+        INSERT INTO finejobs_jobs (kind, shard, payload, priority, run_at, expires_at, max_attempts,
+                                   unique_key, created_at)
+        SELECT u.kind, u.shard, u.payload, u.priority, u.run_at, u.expires_at, u.max_attempts,
+               u.unique_key, :now
+        FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb))
+                        AS (kind text, shard text, payload jsonb, priority smallint, run_at timestamptz,
+                            expires_at timestamptz, max_attempts integer, unique_key text))
+             WITH ORDINALITY AS u(kind, shard, payload, priority, run_at, expires_at, max_attempts, unique_key,
+                                  ord)
+        ORDER BY u.ord
+        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('available', 'running')
+        DO NOTHING
+        RETURNING id, unique_key, shard, run_at
+    )
+    SELECT id, unique_key,
+           (SELECT count(pg_notify(:channel, d.shard))
+            FROM (SELECT DISTINCT shard FROM ins WHERE run_at <= :now) AS d) AS notified
+    FROM ins
     """
 )
 
@@ -191,8 +199,6 @@ _SELECT_UNFINISHED_BY_KEYS = sa.text(
     WHERE unique_key = ANY(CAST(:keys AS text[])) AND state IN ('available', 'running')
     """
 )
-
-_NOTIFY = sa.text("SELECT pg_notify(:channel, s) FROM unnest(CAST(:shards AS text[])) AS s")
 
 
 # Every "pick ids, then update them" statement joins with `id = ANY(ARRAY(SELECT ...))`: psycopg prepares
@@ -495,7 +501,7 @@ class JobStore:
         if not jobs:
             return []
         if conn is None:
-            with self.transaction() as own:
+            with self.transaction(autocommit=True) as own:  # each statement is atomic on its own
                 return self._insert(own, jobs, now)
         return self._insert(conn, jobs, now)
 
@@ -504,7 +510,7 @@ class JobStore:
         result: list[Job | None] = [None] * len(jobs)
         for _ in range(5):  # a holder of a key can finish between insert and select: try again
             batch = [jobs[i] for i in pending]
-            inserted = _run(conn, _INSERT, {"now": now, "rows": _rows_json(batch)})
+            inserted = _run(conn, _INSERT, {"now": now, "rows": _rows_json(batch), "channel": NOTIFY_CHANNEL})
             new_ids: dict[str, int] = {}
             keyless = iter(sorted(r["id"] for r in inserted if r["unique_key"] is None))
             for new in inserted:
@@ -526,9 +532,6 @@ class JobStore:
                     result[i] = held[key]
                 else:
                     still.append(i)
-            due = sorted({j.shard for j in batch if j.run_at <= now})
-            if inserted and due:
-                _run(conn, _NOTIFY, {"channel": NOTIFY_CHANNEL, "shards": due})
             pending = still
             if not pending:
                 return [job for job in result if job is not None]
