@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
@@ -304,6 +304,9 @@ def migrate(ctx: click.Context, database_url: str | None) -> None:
 @click.option("--shutdown-grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
               metavar="SECONDS",
               help="On SIGTERM/SIGINT, how long running jobs may finish before they are given back.")
+@click.option("--lease", type=click.FloatRange(min=0.5), default=30.0, show_default=True, metavar="SECONDS",
+              help="How long a claimed job stays this worker's without a heartbeat; after a crash, how long "
+                   "until another worker may run it again.")
 @click.option("--pool-size", type=click.IntRange(min=2), default=5, show_default=True,
               help="Database connections this worker may hold (plus one for LISTEN).")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="INFO",
@@ -311,7 +314,7 @@ def migrate(ctx: click.Context, database_url: str | None) -> None:
 @database_url_option
 @click.pass_context
 def worker(ctx: click.Context, app: str, shards: tuple[str, ...], concurrency: int, poll_interval: float,
-           shutdown_grace: float, pool_size: int, log_level: str, database_url: str | None) -> None:
+           shutdown_grace: float, lease: float, pool_size: int, log_level: str, database_url: str | None) -> None:
     """Run a worker: claim due jobs of the app's kinds and run them until stopped.
 
     SIGTERM or SIGINT stops it gracefully: no new jobs are claimed, running jobs get --shutdown-grace
@@ -335,7 +338,7 @@ def worker(ctx: click.Context, app: str, shards: tuple[str, ...], concurrency: i
         log.info("finejobs %s: app=%s database=%s", __version__, app, _scrub(queue.url))
         _store(queue)
         queue.worker(shards=list(shards) or None, concurrency=concurrency, poll_interval=poll_interval,
-                     shutdown_grace=shutdown_grace).run()
+                     shutdown_grace=shutdown_grace, lease=timedelta(seconds=lease)).run()
     finally:
         queue.close()
     _exit_if_handlers_linger()

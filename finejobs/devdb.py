@@ -399,6 +399,11 @@ class EmbeddedPostgres:
                 shutil.rmtree(self._temp_root, ignore_errors=True)
                 self._temp_root = None
 
+    def pause(self) -> None:
+        """Stop the server but keep its data and port: ``start()`` brings the same cluster back (an outage)."""
+        with self._lock:
+            self._shutdown()
+
     def restart(self) -> None:
         """Stop and start again on the same port with the same data."""
         with self._lock:

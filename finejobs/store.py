@@ -447,6 +447,11 @@ class JobStore:
                 raise SchemaError(
                     "the finejobs schema is not migrated in this database: run `finejobs migrate`"
                 ) from exc
+            if isinstance(exc.orig, psycopg.errors.InsufficientPrivilege):
+                raise SchemaError(
+                    f"permission denied: {_first_line(exc.orig)} (run `finejobs migrate` as the schema owner; "
+                    "workers need only SELECT, INSERT, UPDATE, DELETE on finejobs_jobs)"
+                ) from exc
             raise
 
     def migrate(self) -> list[int]:

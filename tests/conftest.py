@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import psycopg
@@ -99,3 +99,34 @@ def db(clean_db: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     """A raw autocommit connection for asserting on rows."""
     with psycopg.connect(libpq_url(clean_db), autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture
+def dml_role(server_url: str, database_url: str) -> Iterator[Callable[..., str]]:
+    """Make a login role that may only read and write finejobs' tables (no DDL); returns its URL.
+
+    The grants are the ones docs/guarantees.md documents for workers and enqueuers.
+    """
+    made: list[str] = []
+
+    def make(connection_limit: int = -1) -> str:
+        role = f"finejobs_app_{uuid.uuid4().hex[:8]}"
+        made.append(role)
+        ident = sql.Identifier(role)
+        with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN CONNECTION LIMIT {}")
+                         .format(ident, sql.Literal(connection_limit)))
+        with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+            conn.execute("TRUNCATE finejobs_jobs RESTART IDENTITY")
+            conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON finejobs_jobs TO {}").format(ident))
+            conn.execute(sql.SQL("GRANT SELECT ON finejobs_migrations TO {}").format(ident))
+        info = psycopg.conninfo.conninfo_to_dict(libpq_url(database_url))
+        return f"postgresql://{role}@{info.get('host', '127.0.0.1')}:{info.get('port', 5432)}/{info['dbname']}"
+
+    yield make
+    for role in made:
+        ident = sql.Identifier(role)
+        with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(ident))
+        with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident))

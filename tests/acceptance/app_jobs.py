@@ -40,3 +40,11 @@ def nap(payload: Nap) -> None:
 def explode(payload: dict[str, object]) -> None:
     """Always fails, and is not retried."""
     raise RuntimeError(f"boom: {payload.get('why', 'no reason')}")
+
+
+@queue.job("die", retry=finejobs.Retry(max_attempts=2))
+def die(payload: dict[str, object]) -> None:
+    """Kills its own worker process, as a segfaulting C extension or os._exit in a library would."""
+    import os
+
+    os._exit(3)

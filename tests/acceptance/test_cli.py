@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import signal
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -14,7 +16,7 @@ import pytest
 import finejobs
 from finejobs.cli import main
 
-from .helpers import APP, Db, Result, run_cli, wait_for
+from .helpers import APP, REPO_ROOT, Db, Result, cli_env, run_cli, wait_for
 
 SECRET_URL = "postgresql://postgres:s3cret@127.0.0.1:1/x"
 UNREACHABLE_URL = "postgresql://postgres@127.0.0.1:1/x"
@@ -327,3 +329,30 @@ def test_second_signal_exits_at_once_and_the_lease_brings_the_job_back(jobdb: Db
     # Nothing is lost: the job is still held by its (now dead) worker's lease, for the rescuer to return.
     shown = run_cli("jobs", "show", str(job_id), "--json", url=jobdb.url).ok().json()
     assert shown["state"] == "running" and shown["lease_expires_at"] is not None
+
+
+def test_a_handler_that_kills_its_worker_fails_only_its_own_job(jobdb: Db) -> None:
+    doomed = int(run_cli("enqueue", "die", "--app", APP, url=jobdb.url).ok().stdout)
+    greetings = [int(run_cli("enqueue", "greet", "--app", APP, "--payload", f'{{"name": "p{i}"}}',
+                             url=jobdb.url).ok().stdout) for i in range(5)]
+    exits = []
+    deadline = time.monotonic() + 60
+    while jobdb.state(doomed) != "failed" and time.monotonic() < deadline:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "finejobs", "worker", "--app", APP, "--poll-interval", "0.1", "--lease", "1",
+             "--concurrency", "1"],
+            cwd=REPO_ROOT, env=cli_env(jobdb.url), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: proc.poll() is not None or jobdb.state(doomed) == "failed", timeout=30,
+                 what="the worker to die, or the doomed job to end")
+        if proc.poll() is None:  # the doomed job ended meanwhile: nothing killed this worker
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(15) == 0
+        else:
+            exits.append(proc.returncode)
+    assert jobdb.state(doomed) == "failed", exits
+    assert exits[:2] == [3, 3], "each attempt of the doomed job took its worker down"
+    shown = run_cli("jobs", "show", str(doomed), "--json", url=jobdb.url).ok().json()
+    assert [e["error"] for e in shown["errors"]] == ["LeaseExpired", "LeaseExpired"]
+    assert shown["attempt"] == shown["max_attempts"] == 2
+    assert {jobdb.state(g) for g in greetings} == {"succeeded"}, "other jobs go on"
