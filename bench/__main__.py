@@ -1,41 +1,73 @@
-"""python -m bench [--quick] [--json FILE]: finejobs against a raw-SQL baseline, on one database."""
+"""python -m bench: finejobs against a raw-SQL baseline on one database, in one run.
+
+Prints a markdown table, writes bench/results/bench.json and bench/results/throughput.png.
+Absolute figures drift on a shared machine; the ratios to the baseline measured in the same run hold.
+"""
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import asdict
+from pathlib import Path
 
 import click
+import psycopg
 
-from bench.core import markdown, run_core
+from bench.bigtable import bench_big_table
+from bench.core import bench_enqueue, bench_processing, bench_raw, create_database, drop_database
+from bench.latency import bench_latency
+from bench.report import header, markdown, write_json, write_png
+from finejobs.store import libpq_url
+
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 @click.command()
 @click.option("--database-url", envvar="FINEJOBS_DATABASE_URL", default=None,
-              help="Server to benchmark on (a database is created and dropped) [default: discovered].")
+              help="Server to benchmark on (a database is created there and dropped) [default: discovered].")
 @click.option("--single", "n_single", default=2000, show_default=True, help="Jobs enqueued one by one.")
 @click.option("--bulk", "n_bulk", default=100_000, show_default=True, help="Jobs enqueued in bulk.")
-@click.option("--process", "n_process", default=20_000, show_default=True, help="No-op jobs processed.")
-@click.option("--concurrency", "concurrencies", multiple=True, type=int, default=(10, 50), show_default=True)
+@click.option("--process", "n_process", default=20_000, show_default=True, help="No-op jobs per processing run.")
+@click.option("--concurrency", "concurrencies", multiple=True, type=int, default=(1, 10, 50), show_default=True,
+              help="Handlers per worker process (repeat).")
+@click.option("--processes", "process_counts", multiple=True, type=int, default=(1, 2), show_default=True,
+              help="Worker processes (repeat).")
+@click.option("--latency-samples", default=200, show_default=True, help="Jobs for the latency measurement.")
+@click.option("--big-rows", default=1_000_000, show_default=True,
+              help="Finished rows, and as many scheduled rows, for the big-table run (0 skips it).")
 @click.option("--quick", is_flag=True, help="Tiny sizes: a smoke test, not a measurement.")
-@click.option("--json", "json_path", default=None, help="Also write the rows as JSON here.")
+@click.option("--out", type=click.Path(path_type=Path), default=RESULTS, show_default=True,
+              help="Folder for bench.json and throughput.png.")
 def main(database_url: str | None, n_single: int, n_bulk: int, n_process: int, concurrencies: tuple[int, ...],
-         quick: bool, json_path: str | None) -> None:
-    """Measure enqueue and processing throughput, each as a ratio of a raw psycopg baseline."""
+         process_counts: tuple[int, ...], latency_samples: int, big_rows: int, quick: bool, out: Path) -> None:
+    """Measure enqueue, processing, latency and big-table throughput against a raw psycopg baseline."""
     if database_url is None:
         from finejobs.devdb import discover_server_url
 
         database_url = discover_server_url()
     if quick:
-        n_single, n_bulk, n_process, concurrencies = 100, 2000, 1000, (10,)
-    rows = run_core(database_url, n_single=n_single, n_bulk=n_bulk, n_process=n_process,
-                    concurrencies=concurrencies)
-    print(markdown(rows))
-    if json_path:
-        os.makedirs(os.path.dirname(json_path) or ".", exist_ok=True)
-        with open(json_path, "w") as f:
-            json.dump([asdict(r) | {"rate": r.rate, "ratio": r.ratio} for r in rows], f, indent=2)
+        n_single, n_bulk, n_process, latency_samples, big_rows = 50, 1000, 300, 20, 2000
+        concurrencies, process_counts = (4,), (1,)
+    url = create_database(database_url)
+    try:
+        with psycopg.connect(libpq_url(url)) as conn:
+            server = "PostgreSQL " + str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+        title = header(server)
+        rows = bench_enqueue(url, n_single=n_single, n_bulk=n_bulk)
+        raw = bench_raw(url, n_process)
+        rows += [raw[1], raw[100]]
+        rows += bench_processing(url, n=n_process, concurrencies=concurrencies, process_counts=process_counts,
+                                 baseline=raw[100])
+        latency = bench_latency(url, samples=latency_samples)
+        if big_rows:
+            rows += bench_big_table(url, n=n_process, concurrency=max(concurrencies), finished=big_rows,
+                                    scheduled=big_rows)
+    finally:
+        drop_database(database_url, url)
+    print(title)
+    print()
+    print(markdown(rows, latency))
+    write_json(out / "bench.json", title, rows, latency)
+    print()
+    print(f"wrote {out / 'bench.json'}; {write_png(out / 'throughput.png', title, rows)}")
 
 
 if __name__ == "__main__":

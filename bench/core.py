@@ -1,37 +1,44 @@
-"""Core benchmarks: enqueue (one by one, bulk) and no-op processing, each beside a raw-SQL baseline.
+"""Enqueue and processing benchmarks, each beside a raw-SQL baseline measured in the same run.
 
-Every figure is measured in the same run, on the same database, as a minimal psycopg baseline, and
-printed as a ratio of it: absolute numbers drift on a shared machine, ratios hold.
+Processing is timed from the database's own records: every job is enqueued with the same future
+``run_at``, workers start and idle, and the figure is ``n / (max(finished_at) - run_at)``. So worker
+start-up and enqueue time never count, for one worker process or several.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import timedelta
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
-from pydantic import BaseModel
 
 import finejobs
+from bench.noop_app import Noop
 from finejobs.store import libpq_url
 
-
-class Noop(BaseModel):
-    n: int
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BATCH = 5000
 
 
 @dataclass(frozen=True)
 class Row:
+    group: str
     name: str
     jobs: int
     seconds: float
     baseline: str
     baseline_rate: float
+    concurrency: int | None = None
+    processes: int | None = None
 
     @property
     def rate(self) -> float:
@@ -42,11 +49,13 @@ class Row:
         return self.rate / self.baseline_rate if self.baseline_rate else float("nan")
 
 
-def bench_database(server_url: str) -> str:
+def create_database(server_url: str) -> str:
     name = f"finejobs_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return libpq_url(server_url).rsplit("/", 1)[0] + "/" + name
+    url = libpq_url(server_url).rsplit("/", 1)[0] + "/" + name
+    finejobs.Queue(url).migrate()
+    return url
 
 
 def drop_database(server_url: str, url: str) -> None:
@@ -55,7 +64,7 @@ def drop_database(server_url: str, url: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-def _truncate(url: str) -> None:
+def truncate(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("TRUNCATE finejobs_jobs RESTART IDENTITY")
         conn.execute("VACUUM ANALYZE finejobs_jobs")
@@ -67,27 +76,77 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def _queue(url: str) -> tuple[finejobs.Queue, finejobs.JobKind[[Noop], None]]:
+    queue = finejobs.Queue(url)
+
+    @queue.job("noop", retry=finejobs.Retry(max_attempts=1))
+    def noop(payload: Noop) -> None:
+        return None
+
+    return queue, noop
+
+
+# ---------------------------------------------------------------- enqueue
+
+
 def raw_insert_one_by_one(url: str, n: int) -> float:
     with psycopg.connect(url, autocommit=True) as conn:
-        def run() -> None:
-            for i in range(n):
-                conn.execute("INSERT INTO finejobs_jobs (kind, payload) VALUES ('noop', %s::jsonb)",
-                             (json.dumps({"n": i}),))
-        return _timed(run)
+        return _timed(lambda: [
+            conn.execute("INSERT INTO finejobs_jobs (kind, payload) VALUES ('noop', %s::jsonb)",
+                         (json.dumps({"n": i}),))
+            for i in range(n)
+        ])
 
 
-def raw_insert_bulk(url: str, n: int, batch: int) -> float:
+def raw_insert_bulk(url: str, n: int) -> float:
     with psycopg.connect(url, autocommit=True) as conn:
         def run() -> None:
-            for start in range(0, n, batch):
-                payloads = [json.dumps({"n": i}) for i in range(start, min(n, start + batch))]
+            for start in range(0, n, BATCH):
+                payloads = [json.dumps({"n": i}) for i in range(start, min(n, start + BATCH))]
                 conn.execute("INSERT INTO finejobs_jobs (kind, payload) "
                              "SELECT 'noop', p FROM unnest(%s::jsonb[]) AS p", (payloads,))
         return _timed(run)
 
 
+def enqueue_one_by_one(url: str, n: int) -> float:
+    queue, noop = _queue(url)
+    seconds = _timed(lambda: [noop.enqueue(Noop(n=i)) for i in range(n)])
+    queue.close()
+    return seconds
+
+
+def enqueue_bulk(url: str, n: int, *, run_at_in: float = 0.0) -> float:
+    queue, noop = _queue(url)
+    run_at = finejobs.clock.utcnow() + timedelta(seconds=run_at_in) if run_at_in else None
+
+    def run() -> None:
+        for start in range(0, n, BATCH):
+            noop.enqueue_many([Noop(n=i) for i in range(start, min(n, start + BATCH))], run_at=run_at)
+
+    seconds = _timed(run)
+    queue.close()
+    return seconds
+
+
+def bench_enqueue(url: str, *, n_single: int, n_bulk: int) -> list[Row]:
+    truncate(url)
+    raw_single = n_single / raw_insert_one_by_one(url, n_single)
+    truncate(url)
+    rows = [Row("enqueue", "enqueue one by one", n_single, enqueue_one_by_one(url, n_single),
+                "raw INSERT per row", raw_single)]
+    truncate(url)
+    raw_bulk = n_bulk / raw_insert_bulk(url, n_bulk)
+    truncate(url)
+    rows.append(Row("enqueue", f"enqueue_many ({BATCH:,} per call)", n_bulk, enqueue_bulk(url, n_bulk),
+                    "raw INSERT ... unnest", raw_bulk))
+    return rows
+
+
+# ---------------------------------------------------------------- processing
+
+
 def raw_process(url: str, n: int, k: int) -> float:
-    """The baseline worker: claim k jobs with SKIP LOCKED and mark them done, one statement per batch."""
+    """The baseline: claim k jobs with SKIP LOCKED and mark them done, one statement per batch."""
     with psycopg.connect(url, autocommit=True) as conn:
         def run() -> None:
             done = 0
@@ -103,98 +162,68 @@ def raw_process(url: str, n: int, k: int) -> float:
         return _timed(run)
 
 
-def _queue(url: str) -> tuple[finejobs.Queue, finejobs.JobKind[[Noop], None]]:
-    queue = finejobs.Queue(url)
-
-    @queue.job("noop", retry=finejobs.Retry(max_attempts=1))
-    def noop(payload: Noop) -> None:
-        return None
-
-    return queue, noop
-
-
-def finejobs_enqueue_one_by_one(url: str, n: int) -> float:
-    queue, noop = _queue(url)
-    seconds = _timed(lambda: [noop.enqueue(Noop(n=i)) for i in range(n)])
-    queue.close()
-    return seconds
-
-
-def finejobs_enqueue_bulk(url: str, n: int, batch: int) -> float:
-    queue, noop = _queue(url)
-
-    def run() -> None:
-        for start in range(0, n, batch):
-            noop.enqueue_many([Noop(n=i) for i in range(start, min(n, start + batch))])
-
-    seconds = _timed(run)
-    queue.close()
-    return seconds
-
-
-def finejobs_process(url: str, n: int, concurrency: int) -> float:
-    """One worker (threads in this process) drains n no-op jobs; timed from start until all succeeded."""
-    queue, noop = _queue(url)
-    for start in range(0, n, 5000):
-        noop.enqueue_many([Noop(n=i) for i in range(start, min(n, start + 5000))])
-    worker = queue.worker(concurrency=concurrency, poll_interval=0.05, claim_batch=concurrency)
-    started = time.perf_counter()
-    worker.start()
-    with psycopg.connect(url, autocommit=True) as conn:
-        while True:
-            row = conn.execute("SELECT count(*) FROM finejobs_jobs WHERE state = 'succeeded'").fetchone()
-            if row is not None and row[0] >= n:
-                break
-            time.sleep(0.01)
-    seconds = time.perf_counter() - started
-    worker.stop()
-    queue.close()
-    return seconds
-
-
-def run_core(server_url: str, *, n_single: int, n_bulk: int, n_process: int,
-             concurrencies: tuple[int, ...]) -> list[Row]:
-    url = bench_database(server_url)
-    finejobs.Queue(url).migrate()
-    rows: list[Row] = []
-    try:
-        _truncate(url)
-        raw_single = raw_insert_one_by_one(url, n_single)
-        _truncate(url)
-        fj_single = finejobs_enqueue_one_by_one(url, n_single)
-        rows.append(Row("enqueue one by one", n_single, fj_single, "raw INSERT per row", n_single / raw_single))
-
-        _truncate(url)
-        raw_bulk = raw_insert_bulk(url, n_bulk, 5000)
-        _truncate(url)
-        fj_bulk = finejobs_enqueue_bulk(url, n_bulk, 5000)
-        rows.append(Row("enqueue_many (5,000 per call)", n_bulk, fj_bulk, "raw INSERT ... unnest",
-                        n_bulk / raw_bulk))
-
-        for k in (1, 100):
-            _truncate(url)
-            finejobs_enqueue_bulk(url, n_process, 5000)
-            raw_rate = n_process / raw_process(url, n_process, k)
-            rows.append(Row(f"raw SKIP LOCKED loop, k={k}", n_process, n_process / raw_rate, "itself", raw_rate))
-        baseline = rows[-1].baseline_rate
-        for concurrency in concurrencies:
-            _truncate(url)
-            seconds = finejobs_process(url, n_process, concurrency)
-            rows.append(Row(f"worker, 1 process, concurrency={concurrency}", n_process, seconds,
-                            "raw loop k=100", baseline))
-    finally:
-        drop_database(server_url, url)
+def bench_raw(url: str, n: int) -> dict[int, Row]:
+    rows = {}
+    for k in (1, 100):
+        truncate(url)
+        enqueue_bulk(url, n)
+        rate = n / raw_process(url, n, k)
+        rows[k] = Row("processing", f"raw SKIP LOCKED loop, k={k}", n, n / rate, "itself", rate)
     return rows
 
 
-def markdown(rows: list[Row]) -> str:
-    lines = [
-        f"finejobs {finejobs.__version__}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
-        "",
-        "| measurement | jobs | seconds | jobs/s | baseline | baseline jobs/s | ratio |",
-        "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
+def _max_id(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT coalesce(max(id), 0) FROM finejobs_jobs").fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def _succeeded_span(url: str, n: int, timeout: float, *, after_id: int = 0) -> float:
+    """Wait until the n jobs after ``after_id`` succeeded; seconds from their common run_at to the last finish."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as conn:
+        while True:
+            row = conn.execute("SELECT count(*), extract(epoch FROM max(finished_at) - min(run_at)) "
+                               "FROM finejobs_jobs WHERE state = 'succeeded' AND id > %s", (after_id,)).fetchone()
+            assert row is not None
+            if row[0] >= n:
+                return float(row[1])
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {row[0]} of {n} jobs succeeded in {timeout:.0f}s")
+            time.sleep(0.02)
+
+
+def process_in_subprocesses(url: str, n: int, concurrency: int, processes: int, *, lead: float = 4.0,
+                            keep_rows: bool = False) -> float:
+    """Worker processes (the real CLI) drain n no-op jobs; ``keep_rows`` leaves what the table holds."""
+    if not keep_rows:
+        truncate(url)
+    after_id = _max_id(url)
+    enqueue_bulk(url, n, run_at_in=lead)
+    env = dict(os.environ, FINEJOBS_DATABASE_URL=url)
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "finejobs", "worker", "--app", "bench.noop_app:queue",
+                          "--concurrency", str(concurrency), "--poll-interval", "0.02", "--log-level", "WARNING"],
+                         cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL)
+        for _ in range(processes)
     ]
-    for r in rows:
-        lines.append(f"| {r.name} | {r.jobs:,} | {r.seconds:.2f} | {r.rate:,.0f} | {r.baseline} | "
-                     f"{r.baseline_rate:,.0f} | {r.ratio:.0%} |")
-    return "\n".join(lines)
+    try:
+        return _succeeded_span(url, n, timeout=300, after_id=after_id)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+
+
+def bench_processing(url: str, *, n: int, concurrencies: tuple[int, ...], process_counts: tuple[int, ...],
+                     baseline: Row) -> list[Row]:
+    rows = []
+    for processes in process_counts:
+        for concurrency in concurrencies:
+            seconds = process_in_subprocesses(url, n, concurrency, processes)
+            label = "1 worker process" if processes == 1 else f"{processes} worker processes"
+            rows.append(Row("processing", f"no-op jobs, {label}, concurrency={concurrency}", n, seconds,
+                            "raw loop k=100", baseline.baseline_rate, concurrency=concurrency, processes=processes))
+    return rows

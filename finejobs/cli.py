@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
@@ -583,6 +584,17 @@ def stats(ctx: click.Context, as_json: bool, database_url: str | None) -> None:
         _echo_json(counts.to_json())
         return
     click.echo(_stats_text(counts))
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                               "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args: tuple[str, ...]) -> None:
+    """Run the benchmarks (`python -m bench`) from a finejobs checkout; arguments pass through (try --help)."""
+    if not (Path.cwd() / "bench" / "__main__.py").is_file():
+        raise ConfigurationError("`finejobs bench` runs the benchmarks of a finejobs checkout: run it from the "
+                                 "repository root (where bench/ is)")
+    os.execv(sys.executable, [sys.executable, "-m", "bench", *args])
 
 
 def _stats_text(counts: Stats) -> str:

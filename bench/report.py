@@ -1,0 +1,84 @@
+"""The benchmark's outputs: a markdown table, a JSON file, a PNG of throughput against concurrency."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import finejobs
+from bench.core import Row
+from bench.latency import Latency
+
+
+def header(server_version: str) -> str:
+    return (f"finejobs {finejobs.__version__}, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python "
+            f"{platform.python_version()}, {server_version}")
+
+
+def markdown(rows: list[Row], latency: Latency | None) -> str:
+    lines = [
+        "| measurement | jobs | seconds | jobs/s | baseline | baseline jobs/s | ratio |",
+        "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(f"| {r.name} | {r.jobs:,} | {r.seconds:.2f} | {r.rate:,.0f} | {r.baseline} | "
+                     f"{r.baseline_rate:,.0f} | {r.ratio:.0%} |")
+    if latency is not None:
+        lines += [
+            "",
+            "| enqueue-to-start latency, idle worker | samples | p50 | p95 | p99 | max |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            f"| LISTEN/NOTIFY (poll 1 s) | {latency.samples} | {latency.p50_ms:.1f} ms | {latency.p95_ms:.1f} ms | "
+            f"{latency.p99_ms:.1f} ms | {latency.max_ms:.1f} ms |",
+        ]
+    return "\n".join(lines)
+
+
+def write_json(path: Path, title: str, rows: list[Row], latency: Latency | None) -> None:
+    doc: dict[str, Any] = {
+        "title": title,
+        "rows": [asdict(r) | {"rate": r.rate, "ratio": r.ratio} for r in rows],
+        "latency": asdict(latency) if latency else None,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2))
+
+
+def write_png(path: Path, title: str, rows: list[Row]) -> str:
+    """Throughput against concurrency per process count, with the raw baselines as lines."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "no PNG: matplotlib is not installed (pip install 'finejobs[bench]')"
+    fig, ax = plt.subplots(figsize=(8, 5))
+    series: dict[int, list[Row]] = {}
+    for r in rows:
+        if r.group == "processing" and r.concurrency is not None and r.processes is not None:
+            series.setdefault(r.processes, []).append(r)
+    for processes, points in sorted(series.items()):
+        points.sort(key=lambda r: r.concurrency or 0)
+        ax.plot([p.concurrency for p in points], [p.rate for p in points], marker="o",
+                label=f"finejobs, {processes} worker process{'es' if processes > 1 else ''}")
+    for r in rows:
+        if r.name.startswith("raw SKIP LOCKED loop"):
+            ax.axhline(r.rate, linestyle="--", linewidth=1, color="grey")
+            ax.annotate(r.name, (0.01, r.rate), xycoords=("axes fraction", "data"), fontsize=8,
+                        va="bottom", color="grey")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("concurrency (handlers per worker process)")
+    ax.set_ylabel("no-op jobs per second")
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return f"wrote {path}"
