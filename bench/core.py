@@ -179,7 +179,8 @@ def _max_id(url: str) -> int:
         return int(row[0])
 
 
-def _succeeded_span(url: str, n: int, timeout: float, *, after_id: int = 0) -> float:
+def _succeeded_span(url: str, n: int, timeout: float, *, after_id: int = 0,
+                    procs: list[subprocess.Popen[bytes]] | None = None) -> float:
     """Wait until the n jobs after ``after_id`` succeeded; seconds from their common run_at to the last finish."""
     deadline = time.monotonic() + timeout
     with psycopg.connect(url, autocommit=True) as conn:
@@ -191,7 +192,10 @@ def _succeeded_span(url: str, n: int, timeout: float, *, after_id: int = 0) -> f
                 return float(row[1])
             if time.monotonic() > deadline:
                 raise TimeoutError(f"only {row[0]} of {n} jobs succeeded in {timeout:.0f}s")
-            time.sleep(0.02)
+            dead = [p.returncode for p in procs or () if p.poll() is not None]
+            if dead:
+                raise RuntimeError(f"a worker process exited early (exit {dead[0]}); its error is above")
+            time.sleep(0.2)  # the figure comes from the rows' timestamps; polling only has to notice the end
 
 
 def process_in_subprocesses(url: str, n: int, concurrency: int, processes: int, *, lead: float = 4.0,
@@ -209,7 +213,7 @@ def process_in_subprocesses(url: str, n: int, concurrency: int, processes: int, 
         for _ in range(processes)
     ]
     try:
-        return _succeeded_span(url, n, timeout=300, after_id=after_id)
+        return _succeeded_span(url, n, timeout=300, after_id=after_id, procs=procs)
     finally:
         for proc in procs:
             proc.terminate()

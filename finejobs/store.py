@@ -8,6 +8,7 @@ arguments and return frozen dataclasses.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -59,6 +60,10 @@ jobs_table = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("started_at", sa.DateTime(timezone=True)),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
+    # 0002 (schedules): the tick a job was made for, and what its handler said ('idle', 'timeout').
+    sa.Column("schedule_id", sa.BigInteger),
+    sa.Column("fire_at", sa.DateTime(timezone=True)),
+    sa.Column("result", sa.Text),
 )
 
 migrations_table = sa.Table(
@@ -108,6 +113,7 @@ class Outcome:
     run_at: datetime | None = None
     error: AttemptError | None = None
     uncount: int = 0
+    result: str | None = None  # 'idle' (the handler returned finejobs.Idle) or 'timeout'
 
 
 @dataclass(frozen=True)
@@ -248,12 +254,13 @@ _COMPLETE = sa.text(
     WITH u AS MATERIALIZED (
         SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
             AS x(id bigint, attempt integer, state text, run_at timestamptz, finished_at timestamptz,
-                 error jsonb, uncount integer)
+                 error jsonb, uncount integer, result text)
     )
     UPDATE finejobs_jobs j
     SET state = u.state,
         run_at = COALESCE(u.run_at, j.run_at),
         attempt = j.attempt - u.uncount,
+        result = u.result,
         finished_at = u.finished_at,
         errors = CASE WHEN u.error IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(u.error) END,
         lease_owner = NULL,
@@ -380,9 +387,238 @@ _RUN_NOW = sa.text(
 )
 
 
+# ==================================================================== schedules (finejobs.scheduler)
+# Everything below up to the end of this section, and the JobStore methods named schedule_*, belong to
+# recurring schedules (migration 0002). A tick becomes a job in one transaction: a compare-and-set UPDATE
+# moves next_fire_at (WHERE version = :version AND next_fire_at = :expected), then the job is inserted;
+# the unique (schedule_id, fire_at) index on the job rows backs it up.
+
+schedules_table = sa.Table(
+    "finejobs_schedules",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("payload", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("shard", sa.Text, nullable=False, server_default="default"),
+    sa.Column("priority", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("max_attempts", sa.Integer, nullable=False, server_default="3"),
+    sa.Column("rule", pg.JSONB, nullable=False),
+    sa.Column("timezone", sa.Text, nullable=False, server_default="UTC"),
+    sa.Column("start_at", sa.DateTime(timezone=True)),
+    sa.Column("end_at", sa.DateTime(timezone=True)),
+    sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("misfire", sa.Text, nullable=False, server_default="coalesce"),
+    sa.Column("misfire_limit", sa.Integer, nullable=False, server_default="100"),
+    sa.Column("misfire_grace", sa.Interval, nullable=False, server_default=sa.text("'60 seconds'")),
+    sa.Column("overlap", sa.Text, nullable=False, server_default="skip"),
+    sa.Column("expires_in", sa.Interval),
+    sa.Column("next_fire_at", sa.DateTime(timezone=True)),
+    sa.Column("last_fire_at", sa.DateTime(timezone=True)),
+    sa.Column("last_job_id", sa.BigInteger),
+    sa.Column("runs", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("skipped", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text),
+    sa.Column("source", sa.Text, nullable=False, server_default="runtime"),
+    sa.Column("version", sa.BigInteger, nullable=False, server_default="1"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+# The columns a schedule operation may set (update() takes names from this list only, never from users).
+SCHEDULE_SETTABLE = (
+    "description", "kind", "payload", "shard", "priority", "max_attempts", "rule", "timezone", "start_at",
+    "end_at", "paused", "misfire", "misfire_limit", "misfire_grace", "overlap", "expires_in", "next_fire_at",
+    "last_error", "source",
+)
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    """A schedule row, with what its last run did (from the job it made, while that job is kept)."""
+
+    id: int
+    name: str
+    description: str
+    kind: str
+    payload: dict[str, Any]
+    shard: str
+    priority: int
+    max_attempts: int
+    rule: dict[str, Any]
+    timezone: str
+    start_at: datetime | None
+    end_at: datetime | None
+    paused: bool
+    misfire: str
+    misfire_limit: int
+    misfire_grace: timedelta
+    overlap: str
+    expires_in: timedelta | None
+    next_fire_at: datetime | None
+    last_fire_at: datetime | None
+    last_job_id: int | None
+    runs: int
+    skipped: int
+    last_error: str | None
+    source: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    last_state: str | None = None
+    last_result: str | None = None
+    last_started_at: datetime | None = None
+    last_finished_at: datetime | None = None
+    unfinished: bool = False
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any]) -> ScheduleRow:
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in row.items() if k in names})
+
+
+@dataclass(frozen=True)
+class ScheduleRunRow:
+    """One job a schedule made."""
+
+    job_id: int
+    fire_at: datetime | None
+    state: str
+    result: str | None
+    run_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempt: int
+    max_attempts: int
+    error: str | None
+
+
+_SCHEDULE_SELECT = """
+    SELECT s.*, j.state AS last_state, j.result AS last_result, j.started_at AS last_started_at,
+           j.finished_at AS last_finished_at,
+           EXISTS (SELECT 1 FROM finejobs_jobs u
+                   WHERE u.schedule_id = s.id AND u.state IN ('available', 'running')
+                     AND (u.state = 'running' OR u.expires_at IS NULL OR u.expires_at > :now)) AS unfinished
+    FROM finejobs_schedules s LEFT JOIN finejobs_jobs j ON j.id = s.last_job_id
+"""
+
+_SCHEDULE_GET = sa.text(_SCHEDULE_SELECT + " WHERE s.name = :name")
+
+_SCHEDULE_LIST = sa.text(
+    _SCHEDULE_SELECT
+    + """ WHERE CAST(:pattern AS text) IS NULL OR s.name ILIKE :pattern OR s.description ILIKE :pattern
+              OR s.kind ILIKE :pattern
+          ORDER BY s.name"""
+)
+
+_SCHEDULE_DUE = sa.text(
+    _SCHEDULE_SELECT
+    + """ WHERE s.id = ANY(ARRAY(SELECT id FROM finejobs_schedules
+                                 WHERE NOT paused AND next_fire_at <= :now
+                                 ORDER BY next_fire_at LIMIT :limit))
+          ORDER BY s.next_fire_at"""
+)
+
+_SCHEDULE_WAITING = sa.text(
+    # Adaptive schedules wait with next_fire_at NULL until their last run finished.
+    _SCHEDULE_SELECT
+    + """ WHERE NOT s.paused AND s.next_fire_at IS NULL AND s.rule->>'type' = 'adaptive'
+            AND (j.id IS NULL OR j.state NOT IN ('available', 'running'))
+          ORDER BY s.id"""
+)
+
+_SCHEDULE_UPSERT_DECLARED = sa.text(
+    # A schedule declared in code: its definition follows the code; paused and the counters stay as the
+    # operators left them; next_fire_at is recomputed only when the rule or its bounds changed.
+    """
+    INSERT INTO finejobs_schedules AS s (name, description, kind, payload, shard, priority, max_attempts, rule,
+        timezone, start_at, end_at, misfire, misfire_limit, misfire_grace, overlap, expires_in, next_fire_at,
+        source, created_at, updated_at)
+    VALUES (:name, :description, :kind, CAST(:payload AS jsonb), :shard, :priority, :max_attempts,
+        CAST(:rule AS jsonb), :timezone, :start_at, :end_at, :misfire, :misfire_limit, :misfire_grace, :overlap,
+        :expires_in, :next_fire_at, 'code', :now, :now)
+    ON CONFLICT (name) DO UPDATE SET
+        description = EXCLUDED.description, kind = EXCLUDED.kind, payload = EXCLUDED.payload,
+        shard = EXCLUDED.shard, priority = EXCLUDED.priority, max_attempts = EXCLUDED.max_attempts,
+        misfire = EXCLUDED.misfire, misfire_limit = EXCLUDED.misfire_limit,
+        misfire_grace = EXCLUDED.misfire_grace, overlap = EXCLUDED.overlap, expires_in = EXCLUDED.expires_in,
+        rule = EXCLUDED.rule, timezone = EXCLUDED.timezone, start_at = EXCLUDED.start_at, end_at = EXCLUDED.end_at,
+        next_fire_at = CASE WHEN s.rule = EXCLUDED.rule AND s.start_at IS NOT DISTINCT FROM EXCLUDED.start_at
+                                 AND s.end_at IS NOT DISTINCT FROM EXCLUDED.end_at
+                            THEN s.next_fire_at ELSE EXCLUDED.next_fire_at END,
+        source = 'code', version = s.version + 1, updated_at = EXCLUDED.updated_at
+    WHERE (s.description, s.kind, s.payload, s.shard, s.priority, s.max_attempts, s.rule, s.timezone,
+           s.misfire, s.misfire_limit, s.misfire_grace, s.overlap, s.source)
+          IS DISTINCT FROM (EXCLUDED.description, EXCLUDED.kind, EXCLUDED.payload, EXCLUDED.shard,
+           EXCLUDED.priority, EXCLUDED.max_attempts, EXCLUDED.rule, EXCLUDED.timezone, EXCLUDED.misfire,
+           EXCLUDED.misfire_limit, EXCLUDED.misfire_grace, EXCLUDED.overlap, EXCLUDED.source)
+       OR s.start_at IS DISTINCT FROM EXCLUDED.start_at OR s.end_at IS DISTINCT FROM EXCLUDED.end_at
+       OR s.expires_in IS DISTINCT FROM EXCLUDED.expires_in
+    RETURNING id
+    """
+)
+
+_SCHEDULE_ADVANCE = sa.text(
+    # The compare-and-set: only the scheduler that read this version and this next_fire_at moves it on.
+    """
+    UPDATE finejobs_schedules
+    SET next_fire_at = :next_fire_at, skipped = skipped + :skipped,
+        last_fire_at = COALESCE(CAST(:last_fire_at AS timestamptz), last_fire_at),
+        last_error = NULL, version = version + 1, updated_at = :now
+    WHERE id = :id AND version = :version AND next_fire_at IS NOT DISTINCT FROM CAST(:expected AS timestamptz)
+    RETURNING id
+    """
+)
+
+_SCHEDULE_INSERT_JOBS = sa.text(
+    """
+    WITH ins AS (
+        INSERT INTO finejobs_jobs (kind, shard, payload, priority, run_at, expires_at, max_attempts, schedule_id,
+                                   fire_at, created_at)
+        SELECT u.kind, u.shard, u.payload, u.priority, u.run_at, u.expires_at, u.max_attempts, :schedule_id,
+               u.fire_at, :now
+        FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+             AS u(kind text, shard text, payload jsonb, priority smallint, run_at timestamptz,
+                  expires_at timestamptz, max_attempts integer, fire_at timestamptz)
+        ON CONFLICT (schedule_id, fire_at) WHERE schedule_id IS NOT NULL DO NOTHING
+        RETURNING id, shard, run_at, fire_at
+    ), counted AS (
+        UPDATE finejobs_schedules
+        SET runs = runs + (SELECT count(*) FROM ins),
+            last_job_id = COALESCE((SELECT id FROM ins ORDER BY fire_at DESC, id DESC LIMIT 1), last_job_id)
+        WHERE id = :schedule_id
+    )
+    SELECT id, (SELECT count(pg_notify(:channel, d.shard))
+                FROM (SELECT DISTINCT shard FROM ins WHERE run_at <= :now) AS d) AS notified
+    FROM ins ORDER BY fire_at
+    """
+)
+
+_SCHEDULE_RUNS = sa.text(
+    """
+    SELECT id AS job_id, fire_at, state, result, run_at, started_at, finished_at, attempt, max_attempts,
+           errors -> -1 ->> 'error' AS error_type, errors -> -1 ->> 'message' AS error_message
+    FROM finejobs_jobs WHERE schedule_id = :schedule_id
+    ORDER BY fire_at DESC, id DESC LIMIT :limit
+    """
+)
+
+_SCHEDULE_PAUSE_ALL = sa.text(
+    """
+    UPDATE finejobs_schedules SET paused = :paused, version = version + 1, updated_at = :now
+    WHERE paused <> :paused AND (CAST(:kind AS text) IS NULL OR kind = :kind)
+    RETURNING name
+    """
+)
+
+# ==================================================================== end of schedules section
+
+
 _PSYCOPG_DIALECT = pg_psycopg.dialect()  # type: ignore[no-untyped-call]
 
 
+@functools.lru_cache(maxsize=64)
 def _compiled_for_psycopg(stmt: sa.TextClause) -> str:
     return str(stmt.compile(dialect=_PSYCOPG_DIALECT))
 
@@ -453,6 +689,24 @@ class JobStore:
                     "workers need only SELECT, INSERT, UPDATE, DELETE on finejobs_jobs)"
                 ) from exc
             raise
+
+    def _fast(self, stmt: sa.TextClause, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """One statement in autocommit on the pooled connection's psycopg driver, skipping SQLAlchemy's
+        result processing: the hot path (claim, completion, heartbeat) spends most of its Python time there."""
+        try:
+            with self._autocommit_engine.connect() as conn:
+                driver = conn.connection.dbapi_connection
+                assert isinstance(driver, psycopg.Connection)
+                try:
+                    with driver.cursor(row_factory=dict_row) as cur:
+                        cur.execute(_compiled_for_psycopg(stmt), params)
+                        return cur.fetchall() if cur.description is not None else []
+                except psycopg.OperationalError:
+                    conn.invalidate()  # never hand a broken connection back to the pool
+                    raise
+        except (psycopg.OperationalError, sa.exc.OperationalError) as exc:
+            orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+            raise DatabaseUnavailable(f"database unavailable ({mask_url(self.url)}): {_first_line(orig)}") from exc
 
     def migrate(self) -> list[int]:
         """Apply missing migrations in order; returns the versions applied. Safe to run concurrently."""
@@ -552,8 +806,7 @@ class JobStore:
             return []
         params = {"owner": owner, "shard": shard, "kinds": list(kinds), "limit": limit, "now": now,
                   "lease_deadline": now + lease}
-        with self.transaction(autocommit=True) as conn:
-            rows = conn.execute(_CLAIM, params).mappings().all()
+        rows = self._fast(_CLAIM, params)
         return sorted((Job.from_row(r, now=now) for r in rows), key=_claim_order)
 
     def shard_list_pending(self) -> list[str]:
@@ -573,11 +826,10 @@ class JobStore:
             {"id": o.job_id, "attempt": o.attempt, "state": o.state, "uncount": o.uncount,
              "run_at": o.run_at.isoformat() if o.run_at else None,
              "finished_at": o.finished_at.isoformat() if o.finished_at else None,
-             "error": o.error.to_json() if o.error else None}
+             "error": o.error.to_json() if o.error else None, "result": o.result}
             for o in outcomes
         ]
-        with self.transaction(autocommit=True) as conn:
-            return set(conn.execute(_COMPLETE, {"owner": owner, "rows": json.dumps(rows)}).scalars())
+        return {r["id"] for r in self._fast(_COMPLETE, {"owner": owner, "rows": json.dumps(rows)})}
 
     def job_heartbeat(
         self, *, owner: str, held: Mapping[int, int], lease: timedelta, now: datetime
@@ -586,8 +838,7 @@ class JobStore:
         if not held:
             return set()
         params = {"owner": owner, "ids": list(held), "attempts": list(held.values()), "deadline": now + lease}
-        with self.transaction(autocommit=True) as conn:
-            return set(conn.execute(_HEARTBEAT, params).scalars())
+        return {r["id"] for r in self._fast(_HEARTBEAT, params)}
 
     def job_release(
         self, *, owner: str, ids: Sequence[int], now: datetime, error: str, message: str
@@ -710,6 +961,115 @@ class JobStore:
                 by_shard[row.shard][row.state] += row.n
                 total += row.n
         return Stats(by_state=by_state, by_kind=by_kind, by_shard=by_shard, total=total)
+
+    # ================================================================ schedules (finejobs.scheduler)
+
+    def schedule_get(self, *, name: str, now: datetime) -> ScheduleRow | None:
+        with self.transaction(autocommit=True) as conn:
+            row = conn.execute(_SCHEDULE_GET, {"name": name, "now": now}).mappings().first()
+        return ScheduleRow.from_row(row) if row is not None else None
+
+    def schedule_list(self, *, now: datetime, search: str | None = None) -> list[ScheduleRow]:
+        """Every schedule whose name, description or kind contains ``search`` (any case), by name."""
+        pattern = None
+        if search:
+            pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self.transaction(autocommit=True) as conn:
+            rows = conn.execute(_SCHEDULE_LIST, {"pattern": pattern, "now": now}).mappings().all()
+        return [ScheduleRow.from_row(r) for r in rows]
+
+    def schedule_insert(self, *, values: Mapping[str, Any], now: datetime) -> int | None:
+        """Insert a schedule; returns its id, or None when the name is taken."""
+        row = {k: values[k] for k in ("name", *SCHEDULE_SETTABLE) if k in values}
+        stmt = (pg.insert(schedules_table).values(**row, created_at=now, updated_at=now)
+                .on_conflict_do_nothing(index_elements=["name"]).returning(schedules_table.c.id))
+        with self.transaction() as conn:
+            return conn.execute(stmt).scalar()
+
+    def schedule_upsert_declared(self, *, values: Mapping[str, Any], now: datetime) -> bool:
+        """Insert or update a schedule declared in code; True if anything changed."""
+        params = dict(values)
+        params["payload"] = json.dumps(values["payload"])
+        params["rule"] = json.dumps(values["rule"])
+        with self.transaction() as conn:
+            return conn.execute(_SCHEDULE_UPSERT_DECLARED, {**params, "now": now}).first() is not None
+
+    def schedule_update(self, *, schedule_id: int, version: int | None, values: Mapping[str, Any],
+                        now: datetime) -> bool:
+        """Set columns of one schedule (names from SCHEDULE_SETTABLE); with ``version``, only if unchanged."""
+        unknown = set(values) - set(SCHEDULE_SETTABLE)
+        if unknown:
+            raise ValueError(f"not settable on a schedule: {', '.join(sorted(unknown))}")
+        t = schedules_table
+        stmt = (sa.update(t).where(t.c.id == schedule_id)
+                .values(**values, version=t.c.version + 1, updated_at=now).returning(t.c.id))
+        if version is not None:
+            stmt = stmt.where(t.c.version == version)
+        with self.transaction() as conn:
+            return conn.execute(stmt).first() is not None
+
+    def schedule_delete(self, *, name: str) -> bool:
+        t = schedules_table
+        with self.transaction() as conn:
+            return conn.execute(sa.delete(t).where(t.c.name == name).returning(t.c.id)).first() is not None
+
+    def schedule_set_paused_all(self, *, paused: bool, now: datetime, kind: str | None = None) -> list[str]:
+        """Pause (or unpause) every schedule, or every schedule of ``kind``; returns the names changed."""
+        with self.transaction() as conn:
+            return sorted(conn.execute(_SCHEDULE_PAUSE_ALL, {"paused": paused, "now": now, "kind": kind}).scalars())
+
+    def schedule_due(self, *, now: datetime, limit: int = 100) -> list[ScheduleRow]:
+        """Active schedules whose next fire time has come, the most overdue first."""
+        with self.transaction(autocommit=True) as conn:
+            rows = conn.execute(_SCHEDULE_DUE, {"now": now, "limit": limit}).mappings().all()
+        return [ScheduleRow.from_row(r) for r in rows]
+
+    def schedule_waiting(self, *, now: datetime) -> list[ScheduleRow]:
+        """Adaptive schedules whose last run has finished (or is gone) and that have no next fire yet."""
+        with self.transaction(autocommit=True) as conn:
+            rows = conn.execute(_SCHEDULE_WAITING, {"now": now}).mappings().all()
+        return [ScheduleRow.from_row(r) for r in rows]
+
+    def schedule_fire(
+        self, *, schedule_id: int, version: int, expected: datetime | None, next_fire_at: datetime | None,
+        jobs: Sequence[tuple[NewJob, datetime]], skipped: int, now: datetime,
+    ) -> list[int] | None:
+        """Move next_fire_at from ``expected`` to ``next_fire_at`` and insert one job per (job, fire_at),
+        in one transaction. Returns the new job ids, or None when another scheduler (or an operator) got
+        there first. A tick that already has its job is not inserted again."""
+        last_fire = max((fire for _, fire in jobs), default=None)
+        advance = {"id": schedule_id, "version": version, "expected": expected, "next_fire_at": next_fire_at,
+                   "skipped": skipped, "last_fire_at": last_fire, "now": now}
+        with self.transaction() as conn:
+            if conn.execute(_SCHEDULE_ADVANCE, advance).first() is None:
+                return None
+            if not jobs:
+                return []
+            rows = json.dumps([
+                {"kind": j.kind, "shard": j.shard, "payload": j.payload, "priority": j.priority,
+                 "run_at": j.run_at.isoformat(), "expires_at": j.expires_at.isoformat() if j.expires_at else None,
+                 "max_attempts": j.max_attempts, "fire_at": fire.isoformat()}
+                for j, fire in jobs
+            ])
+            params = {"schedule_id": schedule_id, "rows": rows, "now": now, "channel": NOTIFY_CHANNEL}
+            return list(conn.execute(_SCHEDULE_INSERT_JOBS, params).scalars())
+
+    def schedule_set_error(self, *, schedule_id: int, error: str, now: datetime) -> None:
+        t = schedules_table
+        with self.transaction() as conn:
+            conn.execute(sa.update(t).where(t.c.id == schedule_id).values(last_error=error[:2000]))
+
+    def schedule_runs(self, *, schedule_id: int, limit: int = 10) -> list[ScheduleRunRow]:
+        """The jobs a schedule made, newest tick first (finished jobs are pruned after their retention)."""
+        with self.transaction(autocommit=True) as conn:
+            rows = conn.execute(_SCHEDULE_RUNS, {"schedule_id": schedule_id, "limit": limit}).mappings().all()
+        return [
+            ScheduleRunRow(job_id=r["job_id"], fire_at=r["fire_at"], state=r["state"], result=r["result"],
+                           run_at=r["run_at"], started_at=r["started_at"], finished_at=r["finished_at"],
+                           attempt=r["attempt"], max_attempts=r["max_attempts"],
+                           error=f"{r['error_type']}: {r['error_message']}" if r["error_type"] else None)
+            for r in rows
+        ]
 
 
 def _claim_order(job: Job) -> tuple[int, datetime, int]:

@@ -105,7 +105,8 @@ def db(clean_db: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
 def dml_role(server_url: str, database_url: str) -> Iterator[Callable[..., str]]:
     """Make a login role that may only read and write finejobs' tables (no DDL); returns its URL.
 
-    The grants are the ones docs/guarantees.md documents for workers and enqueuers.
+    The grants are the ones docs/guarantees.md documents: DML on every finejobs table, SELECT on the
+    migrations table.
     """
     made: list[str] = []
 
@@ -118,7 +119,12 @@ def dml_role(server_url: str, database_url: str) -> Iterator[Callable[..., str]]
                          .format(ident, sql.Literal(connection_limit)))
         with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
             conn.execute("TRUNCATE finejobs_jobs RESTART IDENTITY")
-            conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON finejobs_jobs TO {}").format(ident))
+            tables = [r[0] for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE tablename LIKE 'finejobs%%' "
+                "AND tablename <> 'finejobs_migrations' AND schemaname = current_schema()")]
+            for table in tables:
+                conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}")
+                             .format(sql.Identifier(table), ident))
             conn.execute(sql.SQL("GRANT SELECT ON finejobs_migrations TO {}").format(ident))
         info = psycopg.conninfo.conninfo_to_dict(libpq_url(database_url))
         return f"postgresql://{role}@{info.get('host', '127.0.0.1')}:{info.get('port', 5432)}/{info['dbname']}"
