@@ -14,20 +14,29 @@ from finejobs.errors import (
     UnknownKindError,
 )
 from finejobs.jobs import AttemptError, Job, JobContext, JobState
+from finejobs.outcomes import Idle
 from finejobs.queue import JobKind, JobSpec, Queue
 from finejobs.retry import Retry
+from finejobs.schedule_ops import Schedule, ScheduleRun
+from finejobs.scheduler import ScheduleNotFound, ScheduleSpec
+from finejobs.schedules import Adaptive, Cron, DailyAt, Every, Once, RRule, Rule
 from finejobs.store import Stats
 from finejobs.worker import Worker, WorkerCrashed
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Adaptive",
     "AttemptError",
     "Cancel",
     "ConfigurationError",
+    "Cron",
+    "DailyAt",
     "DatabaseUnavailable",
     "EnqueueError",
+    "Every",
     "FinejobsError",
+    "Idle",
     "InvalidJobOptions",
     "Job",
     "JobContext",
@@ -35,9 +44,16 @@ __all__ = [
     "JobNotFound",
     "JobSpec",
     "JobState",
+    "Once",
     "PayloadError",
     "Queue",
+    "RRule",
     "Retry",
+    "Rule",
+    "Schedule",
+    "ScheduleNotFound",
+    "ScheduleRun",
+    "ScheduleSpec",
     "SchemaError",
     "Snooze",
     "Stats",

@@ -611,6 +611,8 @@ def _stats_text(counts: Stats) -> str:
     return "\n".join(parts)
 
 
+from finejobs import cli_schedules as _cli_schedules  # noqa: E402, F401  (registers `finejobs schedules`)
+
 # ---------------------------------------------------------------- entry point
 
 

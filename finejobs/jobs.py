@@ -91,6 +91,7 @@ class Job:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    claims: int = 0  # times claimed, never given back (the fencing token of completions)
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any], *, now: datetime) -> Job:
@@ -116,6 +117,7 @@ class Job:
             created_at=row["created_at"],
             started_at=row["started_at"],
             finished_at=row["finished_at"],
+            claims=row.get("claims", 0),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -141,6 +143,7 @@ class Job:
             "created_at": ts(self.created_at),
             "started_at": ts(self.started_at),
             "finished_at": ts(self.finished_at),
+            "claims": self.claims,
         }
 
 

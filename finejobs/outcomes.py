@@ -5,11 +5,49 @@ from __future__ import annotations
 import traceback as tb
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from finejobs.errors import Cancel, Snooze
 from finejobs.jobs import AttemptError, Job, JobState
 from finejobs.retry import Retry
 from finejobs.store import Outcome
+
+
+class _IdleType:
+    """The type of ``finejobs.Idle``: a handler returns it to say it found nothing to do.
+
+    The job still succeeds; its ``result`` is recorded as ``idle``, and an adaptive schedule then waits
+    its ``on_idle`` delay before the next run.
+    """
+
+    _instance: _IdleType | None = None
+
+    def __new__(cls) -> _IdleType:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "finejobs.Idle"
+
+    def __reduce__(self) -> str:
+        return "Idle"
+
+
+Idle = _IdleType()
+
+
+def result_of(value: object) -> str | None:
+    """What a handler's return value says, as recorded on the job: 'idle' for finejobs.Idle."""
+    return "idle" if value is Idle or value is _IdleType else None
+
+
+def is_timeout(error: BaseException) -> bool:
+    """A TimeoutError (HandlerTimeout included), or an error whose class or a base is named like a timeout
+    (httpx.TimeoutException, requests.Timeout): adaptive schedules use ``on_timeout`` after those."""
+    if isinstance(error, TimeoutError):
+        return True
+    return any("timeout" in cls.__name__.lower() for cls in type(error).__mro__)
 
 
 class HandlerTimeout(TimeoutError):
@@ -45,19 +83,25 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {_safe(str, error)}"
 
 
+def _outcome(job: Job, state: str, **fields: Any) -> Outcome:
+    """An outcome for this claim of ``job``, fenced by its claim count."""
+    return Outcome(job.id, job.attempt, state, claims=job.claims, **fields)
+
+
 def expired_unstarted(job: Job, *, now: datetime) -> Outcome:
     """A claimed job whose expires_at had passed: never started, so the attempt does not count."""
     error = AttemptError(attempt=job.attempt - 1, at=now, error="Expired", message="not started before expires_at")
-    return Outcome(job.id, job.attempt, JobState.EXPIRED.value, finished_at=now, error=error, uncount=1)
+    return _outcome(job, JobState.EXPIRED.value, finished_at=now, error=error, uncount=1)
 
 
-def succeeded(job: Job, *, now: datetime) -> Outcome:
-    return Outcome(job.id, job.attempt, JobState.SUCCEEDED.value, finished_at=now)
+def succeeded(job: Job, *, now: datetime, result: object = None) -> Outcome:
+    """The outcome of an attempt that returned ``result`` (finejobs.Idle is recorded as 'idle')."""
+    return _outcome(job, JobState.SUCCEEDED.value, finished_at=now, result=result_of(result))
 
 
 def released(job: Job, *, now: datetime) -> Outcome:
     """A claimed job this worker never started: back to waiting, the attempt not counted."""
-    return Outcome(job.id, job.attempt, JobState.AVAILABLE.value, run_at=now, uncount=1)
+    return _outcome(job, JobState.AVAILABLE.value, run_at=now, uncount=1)
 
 
 def failed(job: Job, error: BaseException, *, retry: Retry, now: datetime, worker: str) -> Outcome:
@@ -65,20 +109,22 @@ def failed(job: Job, error: BaseException, *, retry: Retry, now: datetime, worke
     if isinstance(error, Snooze):
         run_at = now + error.delay
         if job.expires_at is not None and run_at >= job.expires_at:
-            return Outcome(job.id, job.attempt, JobState.EXPIRED.value, finished_at=now,
+            return _outcome(job, JobState.EXPIRED.value, finished_at=now,
                            error=attempt_error(job, error, now=now, worker=worker))
-        return Outcome(job.id, job.attempt, JobState.AVAILABLE.value, run_at=run_at, uncount=1)
+        return _outcome(job, JobState.AVAILABLE.value, run_at=run_at, uncount=1)
     record = attempt_error(job, error, now=now, worker=worker)
+    label = "timeout" if is_timeout(error) else None
     if isinstance(error, Cancel):
-        return Outcome(job.id, job.attempt, JobState.CANCELLED.value, finished_at=now, error=record)
+        return _outcome(job, JobState.CANCELLED.value, finished_at=now, error=record)
     retry_at = retry.next_retry_at(attempt=job.attempt, error=error, now=now, expires_at=job.expires_at,
                                    max_attempts=job.max_attempts)
     if retry_at is not None:
-        return Outcome(job.id, job.attempt, JobState.AVAILABLE.value, run_at=retry_at, error=record)
+        return _outcome(job, JobState.AVAILABLE.value, run_at=retry_at, error=record,
+                       result=label)
     out_of_time = (
         job.expires_at is not None
         and job.attempt < job.max_attempts
         and retry.retries(error)
     )
     final = JobState.EXPIRED if out_of_time else JobState.FAILED
-    return Outcome(job.id, job.attempt, final.value, finished_at=now, error=record)
+    return _outcome(job, final.value, finished_at=now, error=record, result=label)

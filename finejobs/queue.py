@@ -23,6 +23,9 @@ from finejobs.errors import (
 )
 from finejobs.jobs import Job, JobState
 from finejobs.retry import Retry
+from finejobs.schedule_ops import Schedules
+from finejobs.scheduler import ScheduleSpec, make_spec
+from finejobs.schedules import Rule
 from finejobs.sharding import DEFAULT_SHARD, validate_shard_name
 from finejobs.store import JobStore, NewJob, Stats, UserConnection
 
@@ -166,6 +169,7 @@ class Queue:
         self.clock = clock
         self.max_payload_bytes = max_payload_bytes
         self.kinds: dict[str, JobKind[Any, Any]] = {}
+        self.declared_schedules: dict[str, ScheduleSpec] = {}  # upserted at worker start
 
     # ---------------------------------------------------------------- configuration
 
@@ -218,8 +222,13 @@ class Queue:
         timeout: timedelta | None = None,
         priority: int = 0,
         model: type[pydantic.BaseModel] | None = None,
+        schedule: Rule | None = None,
     ) -> Callable[[Callable[P, R]], JobKind[P, R]]:
-        """Declare a job kind. The payload model comes from the handler's first parameter's annotation."""
+        """Declare a job kind. The payload model comes from the handler's first parameter's annotation.
+
+        ``schedule=`` (a rule: Cron, Every, ...) also declares a schedule named after the kind, with an
+        empty payload; use ``queue.schedule(...)`` for a payload or other options.
+        """
         if not name or len(name) > 200:
             raise ValueError("a job kind name must have 1 to 200 characters")
         if priority not in _PRIORITY_RANGE:
@@ -234,9 +243,37 @@ class Queue:
             kind = JobKind(self, name, handler, model=model or _payload_model(handler),
                            retry=retry or Retry(), expires_in=expires_in, timeout=timeout, priority=priority)
             self.kinds[name] = kind
+            if schedule is not None:
+                try:
+                    self.schedule(name, kind, schedule)
+                except BaseException:
+                    del self.kinds[name]
+                    raise
             return kind
 
         return register
+
+    # ---------------------------------------------------------------- schedules
+
+    def schedule(self, name: str, kind: str | JobKind[Any, Any], rule: Rule, *, payload: Any = None,
+                 **options: Any) -> ScheduleSpec:
+        """Declare a recurring schedule in code; every worker upserts it when it starts.
+
+        ``queue.schedule("policy-renewals", renew_policies, Cron("0 6 * * MON", tz=...), payload={...})``.
+        Options: description, shard, priority, max_attempts, start, end, misfire ("coalesce", "all",
+        "skip"), misfire_limit, misfire_grace, overlap ("skip", "allow", "wait"), expires_in.
+        See docs/schedules.md.
+        """
+        if name in self.declared_schedules:
+            raise ValueError(f"schedule {name!r} is already declared")
+        spec = make_spec(self, name, kind, rule, payload=payload, **options)
+        self.declared_schedules[name] = spec
+        return spec
+
+    @property
+    def schedules(self) -> Schedules:
+        """Schedule operations on the database: list, get, add, update, delete, pause, run_now..."""
+        return Schedules(self)
 
     def kind(self, name: str) -> JobKind[Any, Any]:
         try:
@@ -290,7 +327,7 @@ class Queue:
             payload_json = json.dumps(payload, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise PayloadError(kind.name, ["<root>"], f"not JSON-serializable: {exc}") from None
-        nul = _nul_path(payload)
+        nul = _nul_path(payload) if "\\u0000" in payload_json else None  # json.dumps escapes NUL as \u0000
         if nul is not None:
             raise PayloadError(kind.name, [nul], f"{nul}: NUL characters (\\x00) cannot be stored in PostgreSQL")
         size = len(payload_json.encode("utf-8"))

@@ -169,7 +169,7 @@ class Heartbeat(Service):
                                                lease=self.worker.lease, now=now)
         lost = set(held) - kept
         for job_id in lost:
-            self.worker.lease_lost(job_id)
+            self.worker.lease_lost(job_id, held[job_id])
         return lost
 
 

@@ -52,6 +52,7 @@ jobs_table = sa.Table(
     sa.Column("run_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("expires_at", sa.DateTime(timezone=True)),
     sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("claims", sa.Integer, nullable=False, server_default="0"),
     sa.Column("max_attempts", sa.Integer, nullable=False, server_default="3"),
     sa.Column("unique_key", sa.Text),
     sa.Column("lease_owner", sa.Text),
@@ -114,6 +115,10 @@ class Outcome:
     error: AttemptError | None = None
     uncount: int = 0
     result: str | None = None  # 'idle' (the handler returned finejobs.Idle) or 'timeout'
+    # The job's claim count when this worker claimed it: a fencing token that, unlike the attempt, is never
+    # given back (a Snooze or a release returns the attempt, so attempt + owner alone could match a later
+    # claim of the same job by the same worker). None: guard by attempt and owner only.
+    claims: int | None = None
 
 
 @dataclass(frozen=True)
@@ -226,7 +231,7 @@ _CLAIM = sa.text(
         FOR UPDATE SKIP LOCKED
     )
     UPDATE finejobs_jobs j
-    SET state = 'running', attempt = j.attempt + 1, lease_owner = :owner,
+    SET state = 'running', attempt = j.attempt + 1, claims = j.claims + 1, lease_owner = :owner,
         lease_expires_at = :lease_deadline, started_at = :now
     WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
     RETURNING j.*
@@ -253,8 +258,8 @@ _COMPLETE = sa.text(
     """
     WITH u AS MATERIALIZED (
         SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-            AS x(id bigint, attempt integer, state text, run_at timestamptz, finished_at timestamptz,
-                 error jsonb, uncount integer, result text)
+            AS x(id bigint, attempt integer, claims integer, state text, run_at timestamptz,
+                 finished_at timestamptz, error jsonb, uncount integer, result text)
     )
     UPDATE finejobs_jobs j
     SET state = u.state,
@@ -268,6 +273,7 @@ _COMPLETE = sa.text(
     FROM u
     WHERE j.id = ANY(ARRAY(SELECT id FROM u)) AND j.id = u.id
       AND j.state = 'running' AND j.attempt = u.attempt AND j.lease_owner = :owner
+      AND (u.claims IS NULL OR j.claims = u.claims)
     RETURNING j.id
     """
 )
@@ -823,7 +829,7 @@ class JobStore:
         if not outcomes:
             return set()
         rows = [
-            {"id": o.job_id, "attempt": o.attempt, "state": o.state, "uncount": o.uncount,
+            {"id": o.job_id, "attempt": o.attempt, "claims": o.claims, "state": o.state, "uncount": o.uncount,
              "run_at": o.run_at.isoformat() if o.run_at else None,
              "finished_at": o.finished_at.isoformat() if o.finished_at else None,
              "error": o.error.to_json() if o.error else None, "result": o.result}
@@ -1084,8 +1090,9 @@ def _first_line(exc: BaseException | None) -> str:
 def _rows_json(jobs: Sequence[NewJob]) -> str:
     """The jobs as one JSON array; payloads are spliced in as the JSON text they already are."""
     dumps = json.dumps
+    quoted = functools.lru_cache(maxsize=256)(dumps)  # kinds and shards repeat across a batch
     parts = [
-        f'{{"kind":{dumps(j.kind)},"shard":{dumps(j.shard)},"payload":{j.payload_json},'
+        f'{{"kind":{quoted(j.kind)},"shard":{quoted(j.shard)},"payload":{j.payload_json},'
         f'"priority":{j.priority},"run_at":"{j.run_at.isoformat()}",'
         f'"expires_at":{dumps(j.expires_at.isoformat()) if j.expires_at else "null"},'
         f'"max_attempts":{j.max_attempts},"unique_key":{dumps(j.unique_key)}}}'

@@ -33,6 +33,7 @@ from finejobs.clock import Clock
 from finejobs.errors import DatabaseUnavailable, FinejobsError
 from finejobs.jobs import Job, JobContext, JobState
 from finejobs.queue import JobKind, Queue
+from finejobs.scheduler import Scheduler
 from finejobs.services import (
     Completer,
     Heartbeat,
@@ -93,6 +94,8 @@ class Worker:
         clock: Clock | None = None,
         worker_id: str | None = None,
         listen: bool = True,
+        schedule_interval: float = 1.0,
+        run_scheduler: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -117,6 +120,7 @@ class Worker:
         self.watchdog = Watchdog(self, 0.1)
         self.maintenance = Maintenance(self, maintenance_interval, dict(retention or DEFAULT_RETENTION))
         self.listener = Listener(self, self._notified) if listen else None
+        self.scheduler = Scheduler(self, schedule_interval) if run_scheduler else None
         self._running: dict[int, Running] = {}
         self._held: dict[int, int] = {}  # job id -> attempt, until its outcome is written
         self._state_lock = threading.Condition()
@@ -146,6 +150,8 @@ class Worker:
         if not self.queue.kinds:
             raise FinejobsError("the queue has no job kinds: declare some with @queue.job(...)")
         self.store.check_schema()
+        if self.scheduler is not None:
+            self.scheduler.declare()  # the schedules declared in code: upserted at start
         if install_signal_handlers:
             self._install_signal_handlers()
         self._start_services()
@@ -318,25 +324,25 @@ class Worker:
 
     def _execute(self, run: Running) -> None:
         try:
-            run.kind.handler(*self._call_args(run))
+            result = run.kind.handler(*self._call_args(run))
         except BaseException as exc:  # SystemExit and KeyboardInterrupt in a handler fail that job only
             self._settle_error(run, exc)
         else:
-            self._settle(run, outcomes.succeeded(run.job, now=self.clock()), None)
+            self._settle(run, outcomes.succeeded(run.job, now=self.clock(), result=result), None)
         finally:
             self._finish(run)
 
     async def _execute_async(self, run: Running) -> None:
         timeout = run.kind.timeout.total_seconds() if run.kind.timeout else None
         try:
-            await asyncio.wait_for(run.kind.handler(*self._call_args(run)), timeout)
+            result = await asyncio.wait_for(run.kind.handler(*self._call_args(run)), timeout)
         except TimeoutError:
             assert run.kind.timeout is not None
             self._settle_error(run, outcomes.HandlerTimeout(run.kind.timeout))
         except BaseException as exc:
             self._settle_error(run, exc)
         else:
-            self._settle(run, outcomes.succeeded(run.job, now=self.clock()), None)
+            self._settle(run, outcomes.succeeded(run.job, now=self.clock(), result=result), None)
         finally:
             self._finish(run)
 
@@ -354,7 +360,8 @@ class Worker:
 
     def _finish(self, run: Running) -> None:
         with self._state_lock:
-            self._running.pop(run.job.id, None)
+            if self._running.get(run.job.id) is run:  # not a later claim of the same job by this worker
+                del self._running[run.job.id]
             self._state_lock.notify_all()
 
     # ---------------------------------------------------------------- called by the services
@@ -363,11 +370,12 @@ class Worker:
         with self._state_lock:
             return dict(self._held)
 
-    def lease_lost(self, job_id: int) -> None:
+    def lease_lost(self, job_id: int, attempt: int) -> None:
         with self._state_lock:
-            self._held.pop(job_id, None)
+            if self._held.get(job_id) == attempt:
+                del self._held[job_id]
             run = self._running.get(job_id)
-        if run is not None:
+        if run is not None and run.job.attempt == attempt:
             log.warning("job %d: lease lost (rescued or cancelled meanwhile); its outcome will be ignored", job_id)
             run.context.cancelled.set()
 
@@ -386,7 +394,8 @@ class Worker:
     def outcome_written(self, outcome: Outcome, job: Job, duration: float, error: BaseException | None, *,
                         applied: bool) -> None:
         with self._state_lock:
-            self._held.pop(job.id, None)
+            if self._held.get(job.id) == job.attempt:  # a later claim of the same job keeps its lease
+                del self._held[job.id]
         label = _label(outcome)
         if not applied:
             self.stats["discarded"] += 1
@@ -418,6 +427,8 @@ class Worker:
         services = [self.completer, self.heartbeat, self.watchdog, self.maintenance]
         if self.listener is not None:
             services.append(self.listener)
+        if self.scheduler is not None:
+            services.append(self.scheduler)
         for service in services:
             service.start()
 
@@ -433,7 +444,7 @@ class Worker:
         if left:
             self._release(left)
         self.completer.stop()
-        for service in (self.heartbeat, self.watchdog, self.maintenance, self.listener):
+        for service in (self.heartbeat, self.watchdog, self.maintenance, self.listener, self.scheduler):
             if service is not None:
                 service.stop()
         if self._pool is not None:

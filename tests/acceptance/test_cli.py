@@ -343,8 +343,10 @@ def test_a_handler_that_kills_its_worker_fails_only_its_own_job(jobdb: Db) -> No
              "--concurrency", "1"],
             cwd=REPO_ROOT, env=cli_env(jobdb.url), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        wait_for(lambda: proc.poll() is not None or jobdb.state(doomed) == "failed", timeout=30,
-                 what="the worker to die, or the doomed job to end")
+        def ended(proc: subprocess.Popen[bytes] = proc) -> bool:
+            return proc.poll() is not None or jobdb.state(doomed) == "failed"
+
+        wait_for(ended, timeout=30, what="the worker to die, or the doomed job to end")
         if proc.poll() is None:  # the doomed job ended meanwhile: nothing killed this worker
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(15) == 0

@@ -1,0 +1,329 @@
+"""The scheduler: every worker runs one; each tick of a schedule becomes exactly one ordinary job.
+
+```
+schedule rows ──(due: next_fire_at <= now)──> plan (misfire, overlap) ──> one transaction:
+    UPDATE finejobs_schedules SET next_fire_at = :next ... WHERE id = :id AND version = :v
+                                                           AND next_fire_at = :expected   (compare-and-set)
+    INSERT INTO finejobs_jobs (... schedule_id, fire_at) ON CONFLICT (schedule_id, fire_at) DO NOTHING
+```
+Any number of schedulers may race: the compare-and-set lets one of them move a schedule on, and the
+unique (schedule_id, fire_at) index makes a second job for the same tick impossible whatever happens.
+The operations (list, add, pause, run-now...) are in finejobs.schedule_ops.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from finejobs.errors import DatabaseUnavailable, FinejobsError, InvalidJobOptions
+from finejobs.schedules import Adaptive, Outcome, Rule, first_fire, next_fire, rule_from_spec
+from finejobs.services import Service
+from finejobs.sharding import DEFAULT_SHARD, validate_shard_name
+from finejobs.store import NewJob, ScheduleRow
+
+if TYPE_CHECKING:
+    from finejobs.queue import JobKind, Queue
+    from finejobs.worker import Worker
+
+log = logging.getLogger("finejobs.scheduler")
+
+Misfire = Literal["coalesce", "all", "skip"]
+Overlap = Literal["skip", "allow", "wait"]
+MISFIRES: tuple[Misfire, ...] = ("coalesce", "all", "skip")
+OVERLAPS: tuple[Overlap, ...] = ("skip", "allow", "wait")
+_WALK_LIMIT = 10_000
+_NAME_LIMIT = 200
+
+
+class ScheduleNotFound(FinejobsError, LookupError):
+    """No schedule has this name."""
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A schedule's definition: what ``queue.schedule(...)`` declares and ``queue.schedules.add`` stores."""
+
+    name: str
+    kind: str
+    rule: Rule
+    payload: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    shard: str = DEFAULT_SHARD
+    priority: int = 0
+    max_attempts: int = 3
+    start: datetime | None = None
+    end: datetime | None = None
+    misfire: Misfire = "coalesce"
+    misfire_limit: int = 100
+    misfire_grace: timedelta = timedelta(seconds=60)
+    overlap: Overlap = "skip"
+    expires_in: timedelta | None = None
+
+    def values(self, *, now: datetime) -> dict[str, Any]:
+        """The row's columns, with the first fire at or after ``now``."""
+        return {
+            "name": self.name, "description": self.description, "kind": self.kind, "payload": self.payload,
+            "shard": self.shard, "priority": self.priority, "max_attempts": self.max_attempts,
+            "rule": self.rule.to_spec(), "timezone": self.rule.tz, "start_at": self.start, "end_at": self.end,
+            "misfire": self.misfire, "misfire_limit": self.misfire_limit, "misfire_grace": self.misfire_grace,
+            "overlap": self.overlap, "expires_in": self.expires_in,
+            "next_fire_at": first_fire(self.rule, now=now, start=self.start, end=self.end),
+        }
+
+
+def make_spec(queue: Queue | None, name: str, kind: str | JobKind[Any, Any], rule: Rule, *,
+              payload: Any = None, description: str = "", shard: str | None = None, priority: int | None = None,
+              max_attempts: int | None = None, start: datetime | None = None, end: datetime | None = None,
+              misfire: str = "coalesce", misfire_limit: int = 100,
+              misfire_grace: timedelta = timedelta(seconds=60), overlap: str = "skip",
+              expires_in: timedelta | None = None) -> ScheduleSpec:
+    """Check every option and the payload (through the kind's model when the kind is known)."""
+    from finejobs.queue import JobKind, _aware
+
+    if not isinstance(name, str) or not name.strip() or len(name) > _NAME_LIMIT or "\x00" in name:
+        raise ValueError(f"a schedule name must have 1 to {_NAME_LIMIT} characters, got {name!r}")
+    if not isinstance(rule, Rule):
+        raise TypeError(f"rule must be a finejobs rule (Cron, RRule, Every...), got {type(rule).__name__}")
+    job_kind = kind if isinstance(kind, JobKind) else (queue.kinds.get(kind) if queue is not None else None)
+    kind_name = kind.name if isinstance(kind, JobKind) else kind
+    if not isinstance(kind_name, str) or not 1 <= len(kind_name) <= 200:
+        raise ValueError(f"a job kind name must have 1 to 200 characters, got {kind_name!r}")
+    data: Any = {} if payload is None else payload
+    if job_kind is not None:
+        data = job_kind.validate(data)
+    elif not isinstance(data, Mapping):
+        raise InvalidJobOptions(f"a schedule's payload must be a JSON object, got {type(data).__name__}")
+    try:
+        data = json.loads(json.dumps(dict(data), allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise InvalidJobOptions(f"the payload is not JSON-serializable: {exc}") from None
+    if misfire not in MISFIRES:
+        raise ValueError(f"misfire must be one of {', '.join(MISFIRES)}, got {misfire!r}")
+    if overlap not in OVERLAPS:
+        raise ValueError(f"overlap must be one of {', '.join(OVERLAPS)}, got {overlap!r}")
+    if isinstance(misfire_limit, bool) or not isinstance(misfire_limit, int) or misfire_limit < 1:
+        raise ValueError("misfire_limit must be a positive integer")
+    if misfire_grace < timedelta(0):
+        raise ValueError("misfire_grace must not be negative")
+    if expires_in is not None and expires_in <= timedelta(0):
+        raise ValueError("expires_in must be positive")
+    start_utc, end_utc = _aware("start", start), _aware("end", end)
+    if start_utc is not None and end_utc is not None and end_utc < start_utc:
+        raise ValueError("end is before start")
+    default_priority = job_kind.priority if job_kind is not None else 0
+    prio = default_priority if priority is None else priority
+    if isinstance(prio, bool) or not isinstance(prio, int) or not -32768 <= prio <= 32767:
+        raise InvalidJobOptions(f"priority must be an integer within -32768..32767, got {prio!r}")
+    attempts = max_attempts or (job_kind.retry.max_attempts if job_kind is not None else 3)
+    return ScheduleSpec(
+        name=name, kind=kind_name, rule=rule, payload=data, description=description or "",
+        shard=validate_shard_name(DEFAULT_SHARD if shard is None else shard), priority=prio,
+        max_attempts=attempts, start=start_utc, end=end_utc, misfire=misfire,
+        misfire_limit=misfire_limit, misfire_grace=misfire_grace, overlap=overlap,
+        expires_in=expires_in,
+    )
+
+
+def spec_from_row(row: ScheduleRow, rule: Rule | None = None) -> ScheduleSpec:
+    return ScheduleSpec(
+        name=row.name, kind=row.kind, rule=rule if rule is not None else rule_for(row.rule), payload=dict(row.payload),
+        description=row.description, shard=row.shard, priority=row.priority, max_attempts=row.max_attempts,
+        start=row.start_at, end=row.end_at, misfire=row.misfire,  # type: ignore[arg-type]
+        misfire_limit=row.misfire_limit, misfire_grace=row.misfire_grace,
+        overlap=row.overlap,  # type: ignore[arg-type]
+        expires_in=row.expires_in,
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _rule_from_json(text: str) -> Rule:
+    return rule_from_spec(json.loads(text))
+
+
+def rule_for(spec: Mapping[str, Any]) -> Rule:
+    """The rule a row stores (rules are immutable, so one object per spec is shared)."""
+    return _rule_from_json(json.dumps(spec, sort_keys=True))
+
+
+def outcome_of(state: str | None, result: str | None) -> Outcome | None:
+    """How a finished run ended, as an adaptive rule sees it; None while it is unfinished."""
+    if state in (None, "available", "running"):
+        return None
+    if result == "timeout":
+        return "timeout"
+    if state == "succeeded":
+        return "idle" if result == "idle" else "success"
+    return "error"
+
+
+def status_of(row: ScheduleRow) -> str:
+    """active, paused, finished (no tick left) or failed (the last run failed, or the rule is broken)."""
+    if row.paused:
+        return "paused"
+    if row.last_error or row.last_state in ("failed", "expired"):
+        return "failed"
+    if row.next_fire_at is None and not row.unfinished and row.rule.get("type") != "adaptive":
+        return "finished"
+    return "active"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one scheduler pass does to one due schedule."""
+
+    fires: list[datetime]
+    skipped: int
+    next_fire_at: datetime | None
+
+
+def plan(row: ScheduleRow, rule: Rule, now: datetime) -> Plan | None:
+    """Which ticks to run now, how many to skip, and the next fire; None to leave the schedule as it is.
+
+    Misfire (several ticks due at once, after downtime): ``coalesce`` runs the latest once, ``all`` runs
+    each, the latest ``misfire_limit`` of them, ``skip`` runs only a tick that is at most ``misfire_grace``
+    late. Overlap (a run of this schedule is unfinished): ``skip`` skips the ticks, ``wait`` keeps them
+    due until it finishes, ``allow`` runs them anyway.
+    """
+    if row.next_fire_at is None or row.next_fire_at > now:
+        return None
+    if isinstance(rule, Adaptive):  # one run; the next fire is set when it has finished
+        fires, skipped, upcoming = [row.next_fire_at], 0, None
+    else:
+        keep = row.misfire_limit if row.misfire == "all" else 1
+        due: deque[datetime] = deque(maxlen=keep)
+        count = 0
+        tick: datetime | None = row.next_fire_at
+        while tick is not None and tick <= now:
+            due.append(tick)
+            count += 1
+            if count % _WALK_LIMIT == 0:  # a fast rule after a long outage: jump close to now
+                for window in (timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)):
+                    probe = next_fire(rule, now - window, start=row.start_at, end=row.end_at)
+                    if probe is not None and probe <= now and probe > tick:
+                        tick = probe
+                        break
+                else:
+                    tick = next_fire(rule, tick, start=row.start_at, end=row.end_at)
+                continue
+            tick = next_fire(rule, tick, start=row.start_at, end=row.end_at)
+        upcoming = tick
+        if row.misfire == "all":
+            fires = list(due)
+        elif row.misfire == "skip":
+            fires = [due[-1]] if now - due[-1] <= row.misfire_grace else []
+        else:
+            fires = [due[-1]]
+        skipped = count - len(fires)
+    if row.unfinished and fires:
+        if row.overlap == "wait":
+            return None
+        if row.overlap == "skip":
+            skipped, fires = skipped + len(fires), []
+    return Plan(fires=fires, skipped=skipped, next_fire_at=upcoming)
+
+
+def job_for(row: ScheduleRow, rule: Rule, fire_at: datetime, now: datetime) -> NewJob:
+    """The job of one tick: due at the tick; by default it must start before the tick after it (counted
+    from now for a late tick), or, with expires_in, within that long."""
+    begin = max(fire_at, now)
+    if row.expires_in is not None:
+        expires_at: datetime | None = begin + row.expires_in
+    elif isinstance(rule, Adaptive):
+        expires_at = None
+    else:
+        following = next_fire(rule, fire_at, start=row.start_at, end=row.end_at)
+        expires_at = begin + (following - fire_at) if following is not None else None
+    return NewJob(kind=row.kind, payload=dict(row.payload), payload_json="", shard=row.shard,
+                  priority=row.priority, run_at=fire_at, expires_at=expires_at, max_attempts=row.max_attempts,
+                  unique_key=None)
+
+
+class Scheduler(Service):
+    """Turns due ticks into jobs; re-arms adaptive schedules whose run has finished."""
+
+    name = "scheduler"
+
+    def __init__(self, worker: Worker, interval: float, batch: int = 100) -> None:
+        super().__init__(worker, interval)
+        self.batch = batch
+
+    def declare(self) -> list[str]:
+        """Upsert the schedules declared in code; returns the names whose row changed."""
+        return declare_all(self.worker.queue, now=self.worker.clock())
+
+    def run_once(self, now: datetime) -> int:
+        """One pass; returns how many jobs it created."""
+        store = self.worker.store
+        created = 0
+        for row in store.schedule_due(now=now, limit=self.batch):
+            created += self._guarded(row, now, self._fire)
+        for row in store.schedule_waiting(now=now):
+            self._guarded(row, now, self._rearm)
+        return created
+
+    def _guarded(self, row: ScheduleRow, now: datetime, step: Any) -> int:
+        """Run one schedule's step; a broken schedule is marked failed, never the worker's death."""
+        try:
+            return int(step(row, now))
+        except DatabaseUnavailable:
+            raise
+        except Exception as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            log.error("schedule %r: %s; it stays stopped until it is updated", row.name, message)
+            self.worker.store.schedule_update(schedule_id=row.id, version=row.version,
+                                              values={"last_error": message, "next_fire_at": None}, now=now)
+            return 0
+
+    def _fire(self, row: ScheduleRow, now: datetime) -> int:
+        rule = rule_for(row.rule)
+        decided = plan(row, rule, now)
+        if decided is None:
+            return 0
+        jobs = [(job_for(row, rule, fire, now), fire) for fire in decided.fires]
+        ids = self.worker.store.schedule_fire(schedule_id=row.id, version=row.version, expected=row.next_fire_at,
+                                              next_fire_at=decided.next_fire_at, jobs=jobs,
+                                              skipped=decided.skipped, now=now)
+        if ids is None:
+            log.debug("schedule %r: another scheduler fired it first", row.name)
+            return 0
+        if decided.skipped:
+            log.info("schedule %r: skipped %d tick(s) (misfire=%s overlap=%s)", row.name, decided.skipped,
+                     row.misfire, row.overlap)
+        for job_id, fire in zip(ids, decided.fires, strict=False):
+            log.info("schedule %r: tick %s -> job %d %s", row.name, fire.isoformat(), job_id, row.kind)
+        return len(ids)
+
+    def _rearm(self, row: ScheduleRow, now: datetime) -> int:
+        rule = rule_for(row.rule)
+        if not isinstance(rule, Adaptive):
+            return 0
+        outcome = outcome_of(row.last_state, row.last_result) or "success"
+        upcoming = rule.next_after_outcome(row.last_finished_at or now, outcome)
+        if row.end_at is not None and upcoming > row.end_at:
+            return 0
+        self.worker.store.schedule_update(schedule_id=row.id, version=row.version,
+                                          values={"next_fire_at": upcoming}, now=now)
+        log.info("schedule %r: last run %s, next run at %s", row.name, outcome, upcoming.isoformat())
+        return 0
+
+
+def declare_all(queue: Queue, *, now: datetime) -> list[str]:
+    """Upsert every schedule ``queue`` declares (worker start does this); returns the names written."""
+    changed = []
+    for spec in queue.declared_schedules.values():
+        if queue.store.schedule_upsert_declared(values=spec.values(now=now), now=now):
+            changed.append(spec.name)
+    if changed:
+        log.info("schedules declared in code, written: %s", ", ".join(changed))
+    return changed
+
+
+def with_changes(spec: ScheduleSpec, **changes: Any) -> ScheduleSpec:
+    return replace(spec, **changes)
