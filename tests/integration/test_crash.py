@@ -7,20 +7,12 @@ an overlap or a miscounted attempt fails loudly instead of passing everything.
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
+from bench.crash import CrashReport, check_job, run_crash_suite  # bench/ is on the path: pyproject's pythonpath
 from finejobs import JobKind, JobState, Queue
 from finejobs.testing import FakeClock
-
-# bench/ is not an installed package: `python -m pytest` (the README's command) finds it from the current
-# directory, a bare `pytest` does not.
-if str(Path(__file__).resolve().parents[2]) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from bench.crash import CrashReport, check_job, run_crash_suite
 
 T = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 KILLED = {10: T + timedelta(seconds=5)}  # pid 10 was killed at T+5s
