@@ -523,7 +523,10 @@ def _describe(job: Job) -> str:
         ("unique_key", job.unique_key or "-"), ("lease_owner", job.lease_owner or "-"),
         ("lease_expires_at", iso(job.lease_expires_at)), ("created_at", iso(job.created_at)),
         ("started_at", iso(job.started_at)), ("finished_at", iso(job.finished_at)),
+        ("result", job.result or "-"),
     ]
+    if job.schedule_id is not None:
+        fields += [("schedule_id", str(job.schedule_id)), ("fire_at", iso(job.fire_at))]
     width = max(len(name) for name, _ in fields) + 1
     lines = [f"{name + ':':<{width}} {value}" for name, value in fields]
     lines.append("payload:")

@@ -9,7 +9,8 @@ FinejobsError                      base of everything below
 │   ├── PayloadError               the payload failed validation (``.fields`` names each bad field)
 │   ├── UnknownKindError           no job kind of that name is registered on the queue
 │   └── InvalidJobOptions          naive datetimes, expires_at before run_at, bad priority, ...
-└── JobNotFound (LookupError)      no job with that id
+├── JobNotFound (LookupError)      no job with that id
+└── ScheduleNotFound (LookupError) no schedule with that name or id (finejobs.scheduler)
 
 Control flow raised *by handlers* (not errors):
 Cancel(reason)                     end the job as cancelled

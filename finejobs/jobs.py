@@ -92,6 +92,9 @@ class Job:
     started_at: datetime | None
     finished_at: datetime | None
     claims: int = 0  # times claimed, never given back (the fencing token of completions)
+    schedule_id: int | None = None  # the schedule whose tick made this job, if any
+    fire_at: datetime | None = None  # ... and that tick
+    result: str | None = None  # what the handler said: "idle" (it returned finejobs.Idle), "timeout", ...
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any], *, now: datetime) -> Job:
@@ -118,6 +121,9 @@ class Job:
             started_at=row["started_at"],
             finished_at=row["finished_at"],
             claims=row.get("claims", 0),
+            schedule_id=row.get("schedule_id"),
+            fire_at=row.get("fire_at"),
+            result=row.get("result"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -144,6 +150,9 @@ class Job:
             "started_at": ts(self.started_at),
             "finished_at": ts(self.finished_at),
             "claims": self.claims,
+            "schedule_id": self.schedule_id,
+            "fire_at": ts(self.fire_at),
+            "result": self.result,
         }
 
 

@@ -692,7 +692,7 @@ class JobStore:
             if isinstance(exc.orig, psycopg.errors.InsufficientPrivilege):
                 raise SchemaError(
                     f"permission denied: {_first_line(exc.orig)} (run `finejobs migrate` as the schema owner; "
-                    "workers need only SELECT, INSERT, UPDATE, DELETE on finejobs_jobs)"
+                    "workers need only SELECT, INSERT, UPDATE, DELETE on finejobs_jobs and finejobs_schedules)"
                 ) from exc
             raise
 
