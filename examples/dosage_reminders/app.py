@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
-from datetime import datetime, timedelta
-from typing import Literal
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 import httpx
+import sqlalchemy as sa
 from pydantic import BaseModel
 
 import finejobs
@@ -55,3 +57,52 @@ def alert_key(patient_id: int, dose_at: datetime) -> str:
 
 def shard_for(district: int) -> str:
     return f"district-{district}"
+
+
+def plan_alerts(engine: sa.Engine, now: datetime) -> list[finejobs.Job]:
+    """Enqueue one alert per dose due within the next hour, in one transaction with the app's own rows.
+
+    Planning twice is harmless: a dose is marked planned (``alert_planned_for``) in the same transaction
+    that enqueues its alert, so either both happen or neither; the unique key also stops two planners
+    running at once from making two alerts. (A unique key alone would not do: it is held only while its job
+    is unfinished, and an alert already sent must not be sent again.) The expiry (dose time + 1 h) means an
+    alert that cannot go out in time is not sent at night: it ends ``expired``.
+    """
+    with engine.begin() as conn:
+        doses = conn.execute(sa.text(
+            "SELECT id, district, phone, channel, dose, dose_at FROM demo_patients "
+            "WHERE dose_at > :now - interval '1 hour' AND dose_at <= :now + interval '1 hour' "
+            "AND alert_planned_for IS DISTINCT FROM dose_at ORDER BY id FOR UPDATE SKIP LOCKED"
+        ), {"now": now}).all()
+        specs = [
+            finejobs.JobSpec(
+                DosageAlert(patient_id=d.id, district=d.district, dose_at=d.dose_at, dose=d.dose,
+                            channel=d.channel, phone=d.phone),
+                shard=shard_for(d.district),
+                unique_key=alert_key(d.id, d.dose_at),
+                run_at=now,
+                expires_at=d.dose_at + timedelta(hours=1),
+            )
+            for d in doses
+        ]
+        jobs = send_alert.enqueue_many(specs, conn=conn)
+        conn.execute(sa.text("UPDATE demo_patients SET alert_planned_for = dose_at WHERE id = ANY(:ids)"),
+                     {"ids": [d.id for d in doses]})
+        return jobs
+
+
+@functools.cache
+def _engine(url: str) -> sa.Engine:
+    return sa.create_engine(finejobs.store.normalize_url(url), pool_size=2)
+
+
+@queue.job("dosage.plan", retry=finejobs.Retry(max_attempts=3, backoff=timedelta(seconds=1),
+                                               max_backoff=timedelta(seconds=10)))
+def plan_next_hour(payload: dict[str, Any]) -> None:
+    """The hourly planner: one alert job per dose due in the next hour."""
+    plan_alerts(_engine(queue.url), datetime.now(UTC))
+
+
+# Every hour, on the hour, the planner runs once, however many workers are up.
+queue.schedule("dosage-planner", plan_next_hour, finejobs.Every(hours=1),
+               description="plan the next hour's dosage alerts")

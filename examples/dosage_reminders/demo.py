@@ -1,8 +1,9 @@
 """Run the dosage-reminders story end to end and print what happened to every alert.
 
 1. The app's own ``demo_patients`` table gets N patients with a dose in the next hour, spread over districts.
-2. The planner reads the doses due and enqueues one alert job per dose, in the same transaction
-   (unique key = patient + dose time, so planning twice creates nothing new; expiry = dose time + 1 h).
+2. The hourly planner (a recurring schedule, run now) reads the doses due and enqueues one alert job per
+   dose, in the same transaction (unique key = patient + dose time, so planning twice creates nothing new;
+   expiry = dose time + 1 h).
 3. Workers, one per group of district shards, send the alerts through a local gateway that fails a share
    of requests; failures are retried with backoff, a few late doses expire instead of being sent.
 4. A summary per district: sent, retried, expired, failed, with timings and the reason for each failure.
@@ -25,7 +26,7 @@ import sqlalchemy as sa
 from tqdm import tqdm
 
 import finejobs
-from examples.dosage_reminders.app import DosageAlert, alert_key, queue, send_alert, shard_for
+from examples.dosage_reminders.app import queue, shard_for
 from examples.dosage_reminders.gateway import Gateway
 
 DEMO_DATABASE = "finejobs_demo"
@@ -75,31 +76,14 @@ def create_patients(engine: sa.Engine, opts: Options, now: datetime) -> None:
     with engine.begin() as conn:
         conn.exec_driver_sql(
             "CREATE TABLE IF NOT EXISTS demo_patients (id integer PRIMARY KEY, district integer NOT NULL, "
-            "phone text NOT NULL, channel text NOT NULL, dose text NOT NULL, dose_at timestamptz NOT NULL)"
+            "phone text NOT NULL, channel text NOT NULL, dose text NOT NULL, dose_at timestamptz NOT NULL, "
+            "alert_planned_for timestamptz)"
         )
+        conn.exec_driver_sql("ALTER TABLE demo_patients ADD COLUMN IF NOT EXISTS alert_planned_for timestamptz")
         conn.exec_driver_sql("TRUNCATE demo_patients")
-        conn.execute(sa.text("INSERT INTO demo_patients VALUES (:id, :district, :phone, :channel, :dose, :dose_at)"),
+        conn.execute(sa.text("INSERT INTO demo_patients (id, district, phone, channel, dose, dose_at) "
+                             "VALUES (:id, :district, :phone, :channel, :dose, :dose_at)"),
                      rows)
-
-
-def plan_alerts(engine: sa.Engine, now: datetime) -> list[finejobs.Job]:
-    """Enqueue one alert per dose due within the next hour, atomically with reading the patients."""
-    with engine.begin() as conn:
-        doses = conn.execute(sa.text(
-            "SELECT id, district, phone, channel, dose, dose_at FROM demo_patients "
-            "WHERE dose_at > :now - interval '1 hour' AND dose_at <= :now + interval '1 hour' ORDER BY id"
-        ), {"now": now}).all()
-        specs = [
-            finejobs.JobSpec(
-                DosageAlert(patient_id=d.id, district=d.district, dose_at=d.dose_at, dose=d.dose,
-                            channel=d.channel, phone=d.phone),
-                shard=shard_for(d.district),
-                unique_key=alert_key(d.id, d.dose_at),
-                expires_at=d.dose_at + timedelta(hours=1),
-            )
-            for d in doses
-        ]
-        return send_alert.enqueue_many(specs, conn=conn)
 
 
 def run(opts: Options) -> int:
@@ -112,23 +96,24 @@ def run(opts: Options) -> int:
     os.environ["DOSAGE_GATEWAY_URL"] = gateway.url
 
     started = time.monotonic()
-    now = datetime.now(UTC)
-    create_patients(engine, opts, now)
-    jobs = plan_alerts(engine, now)
-    again = plan_alerts(engine, now)
-    new_on_replan = len({j.id for j in again} - {j.id for j in jobs})
-    print(f"planned {len(jobs)} alerts for {opts.patients} patients in {opts.districts} districts "
-          f"(planning again created {new_on_replan} new jobs)")
+    create_patients(engine, opts, datetime.now(UTC))
+    queue.schedules.sync()  # the hourly planner, declared in app.py (workers also do this when they start)
 
     districts = [shard_for(d) for d in range(1, opts.districts + 1)]
-    workers = [
-        queue.worker(shards=districts[i::opts.workers], concurrency=opts.concurrency, poll_interval=0.2,
-                     maintenance_interval=0.5)
-        for i in range(min(opts.workers, len(districts)))
-    ]
+    groups = [districts[i::opts.workers] for i in range(min(opts.workers, len(districts)))]
+    groups[0] = ["default", *groups[0]]  # the planner's own jobs live in the default shard
+    workers = [queue.worker(shards=group, concurrency=opts.concurrency, poll_interval=0.2, maintenance_interval=0.5)
+               for group in groups]
     for worker in workers:
         worker.start()
-    ids = {j.id for j in jobs}
+
+    before = _alert_ids(engine)
+    _run_planner()  # what the schedule does every hour, now
+    ids = _alert_ids(engine) - before
+    _run_planner()  # and again: the unique keys make it harmless
+    new_on_replan = len(_alert_ids(engine) - before - ids)
+    print(f"planned {len(ids)} alerts for {opts.patients} patients in {opts.districts} districts "
+          f"(planning again created {new_on_replan} new jobs)")
     try:
         with tqdm(total=len(ids), unit="alert", desc="alerts", file=sys.stdout) as bar:
             done = 0
@@ -146,6 +131,24 @@ def run(opts: Options) -> int:
     engine.dispose()
     queue.close()
     return 0
+
+
+def _run_planner() -> None:
+    """Run the planner schedule now and wait for its job: it must succeed."""
+    job_id = queue.schedules.run_now("dosage-planner", force=True)  # planning is idempotent: overlap is harmless
+    deadline = time.monotonic() + 60
+    while not (job := queue.get(job_id)).state.is_final:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the planner job {job_id} did not finish in 60 s")
+        time.sleep(0.05)
+    if job.state is not finejobs.JobState.SUCCEEDED:
+        why = f"{job.errors[-1].error}: {job.errors[-1].message}" if job.errors else "no error recorded"
+        raise RuntimeError(f"the planner job ended {job.state.value}: {why}")
+
+
+def _alert_ids(engine: sa.Engine) -> set[int]:
+    with engine.connect() as conn:
+        return set(conn.execute(sa.text("SELECT id FROM finejobs_jobs WHERE kind = 'dosage.alert'")).scalars())
 
 
 def _finished(engine: sa.Engine, ids: set[int]) -> int:

@@ -13,7 +13,6 @@ CREATE TABLE finejobs_jobs (
     run_at           timestamptz NOT NULL DEFAULT now(),
     expires_at       timestamptz,
     attempt          integer     NOT NULL DEFAULT 0,
-    claims           integer     NOT NULL DEFAULT 0,  -- claims so far, never given back: the fencing token
     max_attempts     integer     NOT NULL DEFAULT 3 CHECK (max_attempts >= 1),
     unique_key       text,
     lease_owner      text,
