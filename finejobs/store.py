@@ -52,7 +52,6 @@ jobs_table = sa.Table(
     sa.Column("run_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("expires_at", sa.DateTime(timezone=True)),
     sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("claims", sa.Integer, nullable=False, server_default="0"),
     sa.Column("max_attempts", sa.Integer, nullable=False, server_default="3"),
     sa.Column("unique_key", sa.Text),
     sa.Column("lease_owner", sa.Text),
@@ -65,6 +64,8 @@ jobs_table = sa.Table(
     sa.Column("schedule_id", sa.BigInteger),
     sa.Column("fire_at", sa.DateTime(timezone=True)),
     sa.Column("result", sa.Text),
+    # 0003: claims so far, never given back (the fencing token of completions).
+    sa.Column("claims", sa.Integer, nullable=False, server_default="0"),
 )
 
 migrations_table = sa.Table(
