@@ -77,7 +77,7 @@ def empty_database_url(server_url: str) -> Iterator[str]:
 @pytest.fixture
 def clean_db(database_url: str) -> str:
     with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
-        conn.execute("TRUNCATE finejobs_jobs RESTART IDENTITY")
+        conn.execute("TRUNCATE finejobs_jobs, finejobs_schedules RESTART IDENTITY")
     return database_url
 
 

@@ -3,7 +3,6 @@ pause-all, resume-all, run-now, skip-next."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,13 +16,6 @@ from finejobs.testing import FakeClock
 DB = psycopg.Connection[tuple[Any, ...]]
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)  # a Sunday
 MINUTE = timedelta(minutes=1)
-
-
-@pytest.fixture(autouse=True)
-def no_schedules(db: DB) -> Iterator[None]:
-    db.execute("TRUNCATE finejobs_schedules RESTART IDENTITY")
-    yield
-    db.execute("TRUNCATE finejobs_schedules RESTART IDENTITY")
 
 
 @pytest.fixture

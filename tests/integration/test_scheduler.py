@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,14 +19,6 @@ from finejobs.testing import FakeClock
 DB = psycopg.Connection[tuple[Any, ...]]
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)  # the FakeClock's start (tests/conftest.py)
 SECOND = timedelta(seconds=1)
-
-
-@pytest.fixture(autouse=True)
-def no_schedules(db: DB) -> Iterator[None]:
-    """Schedules live in their own table: empty it before and after, so no other test's worker fires them."""
-    db.execute("TRUNCATE finejobs_schedules RESTART IDENTITY")
-    yield
-    db.execute("TRUNCATE finejobs_schedules RESTART IDENTITY")
 
 
 @pytest.fixture
