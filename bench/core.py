@@ -12,18 +12,16 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
 import finejobs
 from bench.noop_app import Noop
-from finejobs.store import libpq_url
+from finejobs import devdb
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BATCH = 5000
@@ -50,18 +48,15 @@ class Row:
 
 
 def create_database(server_url: str) -> str:
-    name = f"finejobs_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = libpq_url(server_url).rsplit("/", 1)[0] + "/" + name
-    finejobs.Queue(url).migrate()
+    """A migrated database of the benchmark's own on that server."""
+    url = devdb.create_database(server_url, prefix="finejobs_bench")
+    queue = finejobs.Queue(url)
+    queue.migrate()
+    queue.close()
     return url
 
 
-def drop_database(server_url: str, url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+drop_database = devdb.drop_database
 
 
 def truncate(url: str) -> None:

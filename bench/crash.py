@@ -35,7 +35,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,10 +44,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from bench.crash_app import EVENTS_DDL, KIND, Work, make_queue
-from finejobs import JobSpec
+from finejobs import JobSpec, devdb
 from finejobs.store import libpq_url
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -109,23 +107,10 @@ class CrashReport:
 # ---------------------------------------------------------------- the database
 
 
-def _database_url(server_url: str, name: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(libpq_url(server_url))
-    info["dbname"] = name
-    user = info.get("user") or "postgres"
-    password = f":{info['password']}" if info.get("password") else ""
-    host = info.get("host") or "127.0.0.1"
-    port = info.get("port") or 5432
-    return f"postgresql://{user}{password}@{host}:{port}/{info['dbname']}"
-
-
 @contextmanager
 def crash_database(server_url: str, *, keep: bool = False) -> Iterator[str]:
     """A database of the suite's own on the server, migrated, with the ``crash_events`` table."""
-    name = f"finejobs_crash_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = _database_url(server_url, name)
+    url = devdb.create_database(server_url, prefix="finejobs_crash")
     try:
         q = make_queue(url)
         q.migrate()
@@ -135,8 +120,7 @@ def crash_database(server_url: str, *, keep: bool = False) -> Iterator[str]:
         yield url
     finally:
         if not keep:
-            with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            devdb.drop_database(server_url, url)
 
 
 # ---------------------------------------------------------------- worker processes

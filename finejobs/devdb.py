@@ -34,12 +34,17 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
+from urllib.parse import quote
+
+import psycopg
+from psycopg import sql
 
 __all__ = [
     "DATABASE_URL_ENV",
@@ -47,7 +52,10 @@ __all__ = [
     "EmbeddedPostgres",
     "EmbeddedPostgresError",
     "EmbeddedPostgresNotInstalledError",
+    "create_database",
+    "database_url",
     "discover_server_url",
+    "drop_database",
     "server_answers",
 ]
 
@@ -519,3 +527,42 @@ def _postmaster_ready(pgdata: Path, pid: int) -> bool:
     except OSError:
         return False
     return len(lines) >= 8 and lines[0].strip() == str(pid) and lines[7].strip() == "ready"
+
+
+# ----------------------------------------------------------------- databases of one's own on a server
+
+
+def database_url(server_url: str, dbname: str) -> str:
+    """``server_url`` with its database name replaced (user, password, host and port kept)."""
+    info = psycopg.conninfo.conninfo_to_dict(_libpq(server_url))
+    user = quote(str(info.get("user") or _SUPERUSER), safe="")
+    password = f":{quote(str(info['password']), safe='')}" if info.get("password") else ""
+    host = info.get("host") or _HOST
+    port = info.get("port") or 5432
+    return f"postgresql://{user}{password}@{host}:{port}/{quote(dbname, safe='')}"
+
+
+def create_database(server_url: str, *, name: str | None = None, prefix: str = "finejobs",
+                    exist_ok: bool = False) -> str:
+    """Create a database on the server of ``server_url`` (a fresh unique name unless ``name`` is given);
+    return its URL. Tests, the benchmarks and the demo work in databases of their own, never in the one
+    they were pointed at."""
+    dbname = name or f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(_libpq(server_url), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+        if not (exists and exist_ok):
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    return database_url(server_url, dbname)
+
+
+def drop_database(server_url: str, url: str) -> None:
+    """Drop the database of ``url`` (connections to it are ended), from the server of ``server_url``."""
+    dbname = psycopg.conninfo.conninfo_to_dict(_libpq(url))["dbname"]
+    with psycopg.connect(_libpq(server_url), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(str(dbname))))
+
+
+def _libpq(url: str) -> str:
+    from finejobs.store import libpq_url
+
+    return libpq_url(url) if "://" in url else url

@@ -7,7 +7,6 @@ database on that server, migrated once, and each test starts from an empty job t
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -17,44 +16,24 @@ import pytest
 from psycopg import sql
 
 import finejobs
+from finejobs import devdb
 from finejobs.store import libpq_url
 from finejobs.testing import FakeClock
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 
 
-def _with_database(url: str, name: str) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(libpq_url(url))
-    info["dbname"] = name
-    return "postgresql://" + _url_from_info(info)
-
-
-def _url_from_info(info: dict[str, object]) -> str:
-    user = info.get("user", "postgres")
-    password = f":{info['password']}" if info.get("password") else ""
-    host = info.get("host", "127.0.0.1")
-    port = info.get("port", 5432)
-    return f"{user}{password}@{host}:{port}/{info['dbname']}"
-
-
 def create_database(server_url: str, prefix: str = "finejobs_test") -> str:
-    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return _with_database(server_url, name)
+    return devdb.create_database(server_url, prefix=prefix)
 
 
 def drop_database(server_url: str, url: str) -> None:
-    name = psycopg.conninfo.conninfo_to_dict(libpq_url(url))["dbname"]
-    with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(str(name))))
+    devdb.drop_database(server_url, url)
 
 
 @pytest.fixture(scope="session")
 def server_url() -> str:
-    from finejobs.devdb import discover_server_url
-
-    return discover_server_url()
+    return devdb.discover_server_url()
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import psycopg
 import sqlalchemy as sa
 from tqdm import tqdm
 
@@ -49,14 +48,9 @@ def resolve_database_url(explicit: str | None) -> str:
     url = explicit or os.environ.get("FINEJOBS_DATABASE_URL")
     if url:
         return url
-    from finejobs.devdb import discover_server_url
+    from finejobs import devdb
 
-    server = discover_server_url()
-    with psycopg.connect(server, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DEMO_DATABASE,)).fetchone()
-        if not exists:
-            conn.execute(f"CREATE DATABASE {DEMO_DATABASE}")
-    return server.rsplit("/", 1)[0] + "/" + DEMO_DATABASE
+    return devdb.create_database(devdb.discover_server_url(), name=DEMO_DATABASE, exist_ok=True)
 
 
 def create_patients(engine: sa.Engine, opts: Options, now: datetime) -> None:
