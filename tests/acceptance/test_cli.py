@@ -358,3 +358,16 @@ def test_a_handler_that_kills_its_worker_fails_only_its_own_job(jobdb: Db) -> No
     assert [e["error"] for e in shown["errors"]] == ["LeaseExpired", "LeaseExpired"]
     assert shown["attempt"] == shown["max_attempts"] == 2
     assert {jobdb.state(g) for g in greetings} == {"succeeded"}, "other jobs go on"
+
+
+def test_bench_passes_its_arguments_through_from_a_checkout() -> None:
+    shown = run_cli("bench", "--help", url=None).ok()
+    assert shown.stdout.startswith("Usage: python -m bench [OPTIONS]")
+    assert "--quick" in shown.stdout
+
+
+def test_bench_outside_a_checkout_is_a_clear_error(tmp_path: Any) -> None:
+    proc = subprocess.run([sys.executable, "-m", "finejobs", "bench"], cwd=tmp_path, env=cli_env(None),
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("finejobs: error: `finejobs bench` runs the benchmarks of a finejobs checkout")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -68,3 +69,27 @@ def test_kinds_shards_and_payloads_are_parameters_not_sql(queue: Queue) -> None:
     with pytest.raises(finejobs.InvalidJobOptions):
         strange.enqueue({}, shard=hostile)
     assert [j.id for j in queue.jobs(kind=hostile)] == [job.id]
+
+
+def test_pool_size_bounds_the_connections_a_process_takes(clean_db: str) -> None:
+    queue = Queue(clean_db, pool_size=5)
+    queue.configure(pool_size=2)  # what `finejobs worker --pool-size 2` does
+    engine = queue.store.engine
+    first, second = engine.connect(), engine.connect()
+    got_third = threading.Event()
+
+    def third() -> None:
+        with engine.connect():
+            got_third.set()
+
+    waiter = threading.Thread(target=third, daemon=True)
+    try:
+        waiter.start()
+        assert not got_third.wait(0.5), "a third connection must wait: the pool holds at most 2"
+        first.close()
+        assert got_third.wait(5), "it gets one as soon as one is given back"
+    finally:
+        first.close()
+        second.close()
+        waiter.join(5)
+        queue.close()
