@@ -85,7 +85,7 @@ def describe(error: BaseException) -> str:
 
 def _outcome(job: Job, state: str, **fields: Any) -> Outcome:
     """An outcome for this claim of ``job``, fenced by its claim count."""
-    return Outcome(job.id, job.attempt, state, claims=job.claims, **fields)
+    return Outcome(job.id, job.attempt, state, claims=job.claims, shard=job.shard, **fields)
 
 
 def expired_unstarted(job: Job, *, now: datetime) -> Outcome:

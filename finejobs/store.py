@@ -9,6 +9,7 @@ arguments and return frozen dataclasses.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -20,6 +21,7 @@ from typing import Any
 
 import psycopg
 import sqlalchemy as sa
+from psycopg import sql as psql
 from psycopg.rows import dict_row
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
@@ -34,6 +36,7 @@ from finejobs.errors import (
     SchemaError,
 )
 from finejobs.jobs import FINAL_STATES, AttemptError, Job, JobState
+from finejobs.sharding import partition_name, validate_shard_name
 
 NOTIFY_CHANNEL = "finejobs"
 UNFINISHED_STORED = ("available", "running")
@@ -45,7 +48,8 @@ jobs_table = sa.Table(
     metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
     sa.Column("kind", sa.Text, nullable=False),
-    sa.Column("shard", sa.Text, nullable=False, server_default="default"),
+    # 0004: the table is LIST-partitioned by shard, and the primary key is (id, shard).
+    sa.Column("shard", sa.Text, nullable=False, server_default="default", primary_key=True),
     sa.Column("payload", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
     sa.Column("state", sa.Text, nullable=False, server_default="available"),
     sa.Column("priority", sa.SmallInteger, nullable=False, server_default="0"),
@@ -66,6 +70,19 @@ jobs_table = sa.Table(
     sa.Column("result", sa.Text),
     # 0003: claims so far, never given back (the fencing token of completions).
     sa.Column("claims", sa.Integer, nullable=False, server_default="0"),
+    # 0004: "<database>/<id>" of the job this one was moved from (finejobs shards move).
+    sa.Column("moved_from", sa.Text),
+)
+
+shard_moves_table = sa.Table(
+    # 0004: the outbox of `finejobs shards move` in the source database (see the migration).
+    "finejobs_shard_moves",
+    metadata,
+    sa.Column("job_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("shard", sa.Text, nullable=False),
+    sa.Column("target", sa.Text, nullable=False),
+    sa.Column("job", pg.JSONB, nullable=False),
+    sa.Column("moved_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 
 migrations_table = sa.Table(
@@ -81,6 +98,10 @@ _LOCK_MIGRATE = 0x66696E656A6F6201
 _LOCK_RESCUE = 0x66696E656A6F6202
 _LOCK_EXPIRE = 0x66696E656A6F6203
 _LOCK_PRUNE = 0x66696E656A6F6204
+_LOCK_SHARDS = 0x66696E656A6F6205
+# Per-shard maintenance takes the two-key form pg_try_advisory_xact_lock(activity, shard_lock_key(shard)).
+_SHARD_LOCK_RESCUE, _SHARD_LOCK_EXPIRE, _SHARD_LOCK_PRUNE = 0x666A0001, 0x666A0002, 0x666A0003
+DEFAULT_PARTITION = "finejobs_jobs_other"
 
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -120,6 +141,8 @@ class Outcome:
     # given back (a Snooze or a release returns the attempt, so attempt + owner alone could match a later
     # claim of the same job by the same worker). None: guard by attempt and owner only.
     claims: int | None = None
+    # The job's shard: the write then touches that shard's partition only. None: look in every partition.
+    shard: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +157,20 @@ class Stats:
     def to_json(self) -> dict[str, Any]:
         return {"total": self.total, "by_state": self.by_state, "by_kind": self.by_kind,
                 "by_shard": self.by_shard}
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """One shard: where its rows live and how many jobs it holds in each state."""
+
+    name: str
+    partition: str  # the table holding its rows: its own partition, or the default one
+    own_partition: bool
+    counts: dict[str, int]
+
+    @property
+    def unfinished(self) -> int:
+        return sum(self.counts.get(s, 0) for s in ("scheduled", "available", "running"))
 
 
 @dataclass(frozen=True)
@@ -194,11 +231,11 @@ _INSERT = sa.text(
              WITH ORDINALITY AS u(kind, shard, payload, priority, run_at, expires_at, max_attempts, unique_key,
                                   ord)
         ORDER BY u.ord
-        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('available', 'running')
+        ON CONFLICT (shard, unique_key) WHERE unique_key IS NOT NULL AND state IN ('available', 'running')
         DO NOTHING
         RETURNING id, unique_key, shard, run_at
     )
-    SELECT id, unique_key,
+    SELECT id, unique_key, shard,
            (SELECT count(pg_notify(:channel, d.shard))
             FROM (SELECT DISTINCT shard FROM ins WHERE run_at <= :now) AS d) AS notified
     FROM ins
@@ -207,8 +244,10 @@ _INSERT = sa.text(
 
 _SELECT_UNFINISHED_BY_KEYS = sa.text(
     """
-    SELECT * FROM finejobs_jobs
-    WHERE unique_key = ANY(CAST(:keys AS text[])) AND state IN ('available', 'running')
+    SELECT j.* FROM finejobs_jobs j
+    JOIN unnest(CAST(:shards AS text[]), CAST(:keys AS text[])) AS k(shard, unique_key)
+      ON j.shard = k.shard AND j.unique_key = k.unique_key
+    WHERE j.state IN ('available', 'running')
     """
 )
 
@@ -253,10 +292,12 @@ _PENDING_SHARDS = sa.text(
     """
 )
 
-_COMPLETE = sa.text(
+def _complete_sql(*, in_shard: bool) -> sa.TextClause:
     # The outcomes are materialized once and the rows found by primary key: a nested loop over the
-    # function scan would parse the JSON once per candidate row.
-    """
+    # function scan would parse the JSON once per candidate row. With in_shard, the statement names the
+    # shard, so it touches that shard's partition only (pruned at executor start, generic plans too).
+    shard = "j.shard = :shard AND " if in_shard else ""
+    return sa.text(f"""
     WITH u AS MATERIALIZED (
         SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
             AS x(id bigint, attempt integer, claims integer, state text, run_at timestamptz,
@@ -272,12 +313,15 @@ _COMPLETE = sa.text(
         lease_owner = NULL,
         lease_expires_at = NULL
     FROM u
-    WHERE j.id = ANY(ARRAY(SELECT id FROM u)) AND j.id = u.id
+    WHERE {shard}j.id = ANY(ARRAY(SELECT id FROM u)) AND j.id = u.id
       AND j.state = 'running' AND j.attempt = u.attempt AND j.lease_owner = :owner
       AND (u.claims IS NULL OR j.claims = u.claims)
     RETURNING j.id
-    """
-)
+    """)
+
+
+_COMPLETE_IN_SHARD = _complete_sql(in_shard=True)
+_COMPLETE_ANY_SHARD = _complete_sql(in_shard=False)
 
 _HEARTBEAT = sa.text(
     """
@@ -293,7 +337,13 @@ _HEARTBEAT = sa.text(
 )
 
 
-def _rescue_sql(*, mine: bool) -> sa.TextClause:
+# Maintenance statements come in two forms: over every shard, or over one (`in_shard`: the statement names
+# the shard, so it reads and writes that shard's partition only).
+def _in(in_shard: bool, alias: str = "") -> str:
+    return f"{alias}shard = :shard AND " if in_shard else ""
+
+
+def _rescue_sql(*, mine: bool, in_shard: bool = False) -> sa.TextClause:
     # A lease that ran out (its worker died), or, with mine=True, jobs this worker gives up at shutdown.
     which = (
         "lease_owner = :owner AND id = ANY(CAST(:ids AS bigint[]))" if mine else "lease_expires_at < :now"
@@ -302,7 +352,7 @@ def _rescue_sql(*, mine: bool) -> sa.TextClause:
         f"""
         WITH stale AS (
             SELECT id FROM finejobs_jobs
-            WHERE state = 'running' AND {which}
+            WHERE {_in(in_shard)}state = 'running' AND {which}
             ORDER BY lease_expires_at LIMIT :limit
             FOR UPDATE SKIP LOCKED
         )
@@ -319,20 +369,21 @@ def _rescue_sql(*, mine: bool) -> sa.TextClause:
                 'message', CAST(:message AS text), 'traceback', NULL, 'worker', j.lease_owner)),
             lease_owner = NULL,
             lease_expires_at = NULL
-        WHERE j.id = ANY(ARRAY(SELECT id FROM stale))
+        WHERE {_in(in_shard, "j.")}j.id = ANY(ARRAY(SELECT id FROM stale))
         RETURNING j.id, j.state
         """
     )
 
 
-_RESCUE_EXPIRED_LEASES = _rescue_sql(mine=False)
+_RESCUE_EXPIRED_LEASES = {False: _rescue_sql(mine=False), True: _rescue_sql(mine=False, in_shard=True)}
 _RESCUE_MINE = _rescue_sql(mine=True)
 
-_EXPIRE_OVERDUE = sa.text(
-    """
+
+def _expire_sql(*, in_shard: bool) -> sa.TextClause:
+    return sa.text(f"""
     WITH overdue AS (
         SELECT id FROM finejobs_jobs
-        WHERE state = 'available' AND expires_at IS NOT NULL AND expires_at <= :now
+        WHERE {_in(in_shard)}state = 'available' AND expires_at IS NOT NULL AND expires_at <= :now
         ORDER BY expires_at LIMIT :limit
         FOR UPDATE SKIP LOCKED
     )
@@ -341,22 +392,26 @@ _EXPIRE_OVERDUE = sa.text(
         errors = j.errors || jsonb_build_array(jsonb_build_object(
             'attempt', j.attempt, 'at', CAST(:now_iso AS text), 'error', 'Expired',
             'message', 'not started before expires_at', 'traceback', NULL, 'worker', NULL))
-    WHERE j.id = ANY(ARRAY(SELECT id FROM overdue))
+    WHERE {_in(in_shard, "j.")}j.id = ANY(ARRAY(SELECT id FROM overdue))
     RETURNING j.id
-    """
-)
+    """)
 
-_PRUNE = sa.text(
-    """
-    DELETE FROM finejobs_jobs WHERE id IN (
+
+def _prune_sql(*, in_shard: bool) -> sa.TextClause:
+    return sa.text(f"""
+    DELETE FROM finejobs_jobs WHERE {_in(in_shard)}id = ANY(ARRAY(
         SELECT id FROM finejobs_jobs
-        WHERE state = :state AND finished_at < :cutoff
+        WHERE {_in(in_shard)}state = :state AND finished_at < :cutoff
         ORDER BY finished_at LIMIT :limit
-    )
-    """
-)
+    ))
+    """)
+
+
+_EXPIRE_OVERDUE = {False: _expire_sql(in_shard=False), True: _expire_sql(in_shard=True)}
+_PRUNE = {False: _prune_sql(in_shard=False), True: _prune_sql(in_shard=True)}
 
 _TRY_LOCK = sa.text("SELECT pg_try_advisory_xact_lock(:key)")
+_TRY_SHARD_LOCK = sa.text("SELECT pg_try_advisory_xact_lock(:key, :shard_key)")
 
 _STATS = sa.text(
     """
@@ -392,6 +447,77 @@ _RETRY = sa.text(
 _RUN_NOW = sa.text(
     "UPDATE finejobs_jobs SET run_at = :now WHERE id = :id AND state = 'available' RETURNING *"
 )
+
+
+# ==================================================================== shards (finejobs shards ...)
+# Partition DDL cannot take bound parameters: partition names come from sharding.partition_name() and shard
+# names pass validate_shard_name(); both are still quoted with psycopg.sql.Identifier / Literal.
+
+_PARTITIONS = sa.text(
+    """
+    SELECT c.relname AS partition, pg_get_expr(c.relpartbound, c.oid) AS bound
+    FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = CAST('finejobs_jobs' AS regclass)
+    """
+)
+_PARTITION_BOUND = re.compile(r"^FOR VALUES IN \('([a-z0-9_.-]+)'\)$")
+
+_UNFINISHED_IN_SHARD = sa.text(
+    "SELECT count(*) FROM finejobs_jobs WHERE shard = :shard AND state IN ('available', 'running')"
+)
+
+_MOVE_STAGE = sa.text(
+    # Waiting jobs of one shard leave the job table for the outbox in one statement: no worker here can
+    # claim them any more, and nothing is lost if the mover dies (the outbox is durable).
+    """
+    WITH picked AS (
+        SELECT id FROM finejobs_jobs
+        WHERE shard = :shard AND state = 'available'
+        ORDER BY id LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    ), moved AS (
+        DELETE FROM finejobs_jobs j WHERE j.shard = :shard AND j.id = ANY(ARRAY(SELECT id FROM picked))
+        RETURNING j.*
+    )
+    INSERT INTO finejobs_shard_moves (job_id, shard, target, job, moved_at)
+    SELECT m.id, m.shard, :target, to_jsonb(m), :now FROM moved m
+    RETURNING job_id
+    """
+)
+
+_MOVE_PENDING = sa.text(
+    "SELECT job_id, target, job FROM finejobs_shard_moves WHERE shard = :shard ORDER BY job_id LIMIT :limit"
+)
+
+_MOVE_DONE = sa.text("DELETE FROM finejobs_shard_moves WHERE job_id = ANY(CAST(:ids AS bigint[]))")
+
+_INSERT_MOVED = sa.text(
+    # In the target database. moved_from ("<source>/<id>") is unique per shard, so copying the same outbox row
+    # twice inserts it once; a job whose unique_key an unfinished job here already holds is not inserted
+    # either (that is what unique_key means). Schedule ids belong to the source database: not copied.
+    """
+    WITH ins AS (
+        INSERT INTO finejobs_jobs (kind, shard, payload, state, priority, run_at, expires_at, attempt, max_attempts,
+                                   unique_key, errors, created_at, claims, result, moved_from)
+        SELECT r.kind, r.shard, r.payload, r.state, r.priority, r.run_at, r.expires_at, r.attempt, r.max_attempts,
+               r.unique_key, r.errors, r.created_at, r.claims, r.result, CAST(:source AS text) || '/' || r.id
+        FROM jsonb_populate_recordset(NULL::finejobs_jobs, CAST(:rows AS jsonb)) AS r
+        ORDER BY r.id
+        ON CONFLICT DO NOTHING
+        RETURNING shard, run_at
+    )
+    SELECT count(*) AS inserted,
+           (SELECT count(pg_notify(:channel, d.shard))
+            FROM (SELECT DISTINCT shard FROM ins WHERE run_at <= :now) AS d) AS notified
+    FROM ins
+    """
+)
+
+_MOVED_PRESENT = sa.text(
+    "SELECT moved_from FROM finejobs_jobs WHERE shard = :shard AND moved_from = ANY(CAST(:keys AS text[]))"
+)
+
+_DATABASE_ID = sa.text("SELECT id::text || '/' || current_database() FROM finejobs_database")
 
 
 # ==================================================================== schedules (finejobs.scheduler)
@@ -588,7 +714,7 @@ _SCHEDULE_INSERT_JOBS = sa.text(
         FROM jsonb_to_recordset(CAST(:rows AS jsonb))
              AS u(kind text, shard text, payload jsonb, priority smallint, run_at timestamptz,
                   expires_at timestamptz, max_attempts integer, fire_at timestamptz)
-        ON CONFLICT (schedule_id, fire_at) WHERE schedule_id IS NOT NULL DO NOTHING
+        ON CONFLICT (shard, schedule_id, fire_at) WHERE schedule_id IS NOT NULL DO NOTHING
         RETURNING id, shard, run_at, fire_at
     ), counted AS (
         UPDATE finejobs_schedules
@@ -715,15 +841,16 @@ class JobStore:
             orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
             raise DatabaseUnavailable(f"database unavailable ({mask_url(self.url)}): {_first_line(orig)}") from exc
 
-    def migrate(self) -> list[int]:
-        """Apply missing migrations in order; returns the versions applied. Safe to run concurrently."""
+    def migrate(self, *, target: int | None = None) -> list[int]:
+        """Apply missing migrations in order (up to ``target``, default all); returns the versions applied.
+        Safe to run concurrently."""
         applied: list[int] = []
         with self.transaction() as conn:
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_MIGRATE})
             metadata.create_all(conn, tables=[migrations_table], checkfirst=True)
             done = set(conn.execute(sa.select(migrations_table.c.version)).scalars())
             for migration in available_migrations():
-                if migration.version in done:
+                if migration.version in done or (target is not None and migration.version > target):
                     continue
                 conn.exec_driver_sql(migration.sql)
                 conn.execute(migrations_table.insert().values(version=migration.version, name=migration.name))
@@ -777,20 +904,24 @@ class JobStore:
         for _ in range(5):  # a holder of a key can finish between insert and select: try again
             batch = [jobs[i] for i in pending]
             inserted = _run(conn, _INSERT, {"now": now, "rows": _rows_json(batch), "channel": NOTIFY_CHANNEL})
-            new_ids: dict[str, int] = {}
+            # A unique_key is unique within its shard.
+            new_ids: dict[tuple[str, str], int] = {}
             keyless = iter(sorted(r["id"] for r in inserted if r["unique_key"] is None))
             for new in inserted:
                 if new["unique_key"] is not None:
-                    new_ids[new["unique_key"]] = new["id"]
-            held: dict[str, Job] = {}
-            missing = sorted({j.unique_key for j in batch if j.unique_key and j.unique_key not in new_ids})
+                    new_ids[(new["shard"], new["unique_key"])] = new["id"]
+            held: dict[tuple[str, str], Job] = {}
+            missing = sorted({(j.shard, j.unique_key) for j in batch
+                              if j.unique_key and (j.shard, j.unique_key) not in new_ids})
             if missing:
-                for row in _run(conn, _SELECT_UNFINISHED_BY_KEYS, {"keys": missing}):
-                    held[row["unique_key"]] = Job.from_row(row, now=now)
+                params = {"shards": [m[0] for m in missing], "keys": [m[1] for m in missing]}
+                for row in _run(conn, _SELECT_UNFINISHED_BY_KEYS, params):
+                    held[(row["shard"], row["unique_key"])] = Job.from_row(row, now=now)
             still: list[int] = []
             made: dict[int, Job] = {}
             for i in pending:
-                job, key = jobs[i], jobs[i].unique_key
+                job = jobs[i]
+                key = None if job.unique_key is None else (job.shard, job.unique_key)
                 new_id = next(keyless) if key is None else new_ids.get(key)
                 if new_id is not None:
                     result[i] = made.get(new_id) or made.setdefault(new_id, _new_job(new_id, job, now))
@@ -827,16 +958,19 @@ class JobStore:
         Each write is guarded by state='running', the attempt and the lease owner: an outcome for a
         job that was rescued, cancelled or finished meanwhile changes nothing.
         """
-        if not outcomes:
-            return set()
-        rows = [
-            {"id": o.job_id, "attempt": o.attempt, "claims": o.claims, "state": o.state, "uncount": o.uncount,
-             "run_at": o.run_at.isoformat() if o.run_at else None,
-             "finished_at": o.finished_at.isoformat() if o.finished_at else None,
-             "error": o.error.to_json() if o.error else None, "result": o.result}
-            for o in outcomes
-        ]
-        return {r["id"] for r in self._fast(_COMPLETE, {"owner": owner, "rows": json.dumps(rows)})}
+        by_shard: dict[str | None, list[dict[str, Any]]] = {}
+        for o in outcomes:
+            by_shard.setdefault(o.shard, []).append(
+                {"id": o.job_id, "attempt": o.attempt, "claims": o.claims, "state": o.state, "uncount": o.uncount,
+                 "run_at": o.run_at.isoformat() if o.run_at else None,
+                 "finished_at": o.finished_at.isoformat() if o.finished_at else None,
+                 "error": o.error.to_json() if o.error else None, "result": o.result})
+        applied: set[int] = set()
+        for shard, rows in by_shard.items():  # one statement per shard: each touches one partition
+            stmt = _COMPLETE_ANY_SHARD if shard is None else _COMPLETE_IN_SHARD
+            params = {"owner": owner, "rows": json.dumps(rows), "shard": shard}
+            applied.update(r["id"] for r in self._fast(stmt, params))
+        return applied
 
     def job_heartbeat(
         self, *, owner: str, held: Mapping[int, int], lease: timedelta, now: datetime
@@ -861,39 +995,62 @@ class JobStore:
 
     # ---------------------------------------------------------------- maintenance
 
-    def job_rescue_expired_leases(self, *, now: datetime, limit: int = 1000) -> dict[int, JobState]:
-        """Return jobs whose lease ran out to ``available`` (or end them if out of attempts or expired)."""
+    def job_rescue_expired_leases(
+        self, *, now: datetime, limit: int = 1000, shards: Sequence[str] | None = None
+    ) -> dict[int, JobState]:
+        """Return jobs whose lease ran out to ``available`` (or end them if out of attempts or expired).
+
+        ``shards``: only those shards, one statement each (each touches its shard's partition only).
+        """
         params = {"now": now, "now_iso": now.isoformat(), "limit": limit, "error": "LeaseExpired",
                   "message": "the worker's lease ran out before the job finished (worker died or hung)"}
+        found: dict[int, JobState] = {}
         with self.transaction() as conn:
-            if not conn.execute(_TRY_LOCK, {"key": _LOCK_RESCUE}).scalar():
-                return {}
-            rows = conn.execute(_RESCUE_EXPIRED_LEASES, params).all()
-        return {row.id: JobState(row.state) for row in rows}
+            for shard in self._locked_shards(conn, _LOCK_RESCUE, _SHARD_LOCK_RESCUE, shards):
+                rows = conn.execute(_RESCUE_EXPIRED_LEASES[shard is not None], {**params, "shard": shard}).all()
+                found.update((row.id, JobState(row.state)) for row in rows)
+        return found
 
-    def job_expire_overdue(self, *, now: datetime, limit: int = 1000) -> int:
+    def job_expire_overdue(self, *, now: datetime, limit: int = 1000, shards: Sequence[str] | None = None) -> int:
         """End waiting jobs whose expires_at has passed as ``expired``."""
+        params = {"now": now, "now_iso": now.isoformat(), "limit": limit}
+        count = 0
         with self.transaction() as conn:
-            if not conn.execute(_TRY_LOCK, {"key": _LOCK_EXPIRE}).scalar():
-                return 0
-            return len(conn.execute(_EXPIRE_OVERDUE, {"now": now, "now_iso": now.isoformat(),
-                                                      "limit": limit}).all())
+            for shard in self._locked_shards(conn, _LOCK_EXPIRE, _SHARD_LOCK_EXPIRE, shards):
+                count += len(conn.execute(_EXPIRE_OVERDUE[shard is not None], {**params, "shard": shard}).all())
+        return count
 
     def job_prune_finished(
-        self, *, retention: Mapping[JobState, timedelta], now: datetime, limit: int = 1000
+        self, *, retention: Mapping[JobState, timedelta], now: datetime, limit: int = 1000,
+        shards: Sequence[str] | None = None,
     ) -> dict[str, int]:
-        """Delete finished jobs older than their state's retention, at most ``limit`` per state."""
+        """Delete finished jobs older than their state's retention, at most ``limit`` per state (and shard)."""
+        for state in retention:
+            if state not in FINAL_STATES:
+                raise ValueError(f"retention applies to final states only, not {state}")
         pruned: dict[str, int] = {}
         with self.transaction() as conn:
-            if not conn.execute(_TRY_LOCK, {"key": _LOCK_PRUNE}).scalar():
-                return pruned
-            for state, keep in retention.items():
-                if state not in FINAL_STATES:
-                    raise ValueError(f"retention applies to final states only, not {state}")
-                result = conn.execute(_PRUNE, {"state": state.value, "cutoff": now - keep, "limit": limit})
-                if result.rowcount:
-                    pruned[state.value] = result.rowcount
+            for shard in self._locked_shards(conn, _LOCK_PRUNE, _SHARD_LOCK_PRUNE, shards):
+                for state, keep in retention.items():
+                    params = {"state": state.value, "cutoff": now - keep, "limit": limit, "shard": shard}
+                    result = conn.execute(_PRUNE[shard is not None], params)
+                    if result.rowcount:
+                        pruned[state.value] = pruned.get(state.value, 0) + result.rowcount
         return pruned
+
+    @staticmethod
+    def _locked_shards(
+        conn: Connection, key: int, shard_key: int, shards: Sequence[str] | None
+    ) -> Iterator[str | None]:
+        """The shards this transaction won the maintenance lock of (None: every shard, under one lock).
+        Another worker doing the same pass holds the lock: skip, it is being done."""
+        if shards is None:
+            if conn.execute(_TRY_LOCK, {"key": key}).scalar():
+                yield None
+            return
+        for shard in shards:
+            if conn.execute(_TRY_SHARD_LOCK, {"key": shard_key, "shard_key": _shard_lock_key(shard)}).scalar():
+                yield shard
 
     # ---------------------------------------------------------------- reading and operating
 
@@ -968,6 +1125,142 @@ class JobStore:
                 by_shard[row.shard][row.state] += row.n
                 total += row.n
         return Stats(by_state=by_state, by_kind=by_kind, by_shard=by_shard, total=total)
+
+    # ================================================================ shards
+
+    def database_id(self) -> str:
+        """This database's identity: the id made at migration, and its name."""
+        with self.transaction(autocommit=True) as conn:
+            return str(conn.execute(_DATABASE_ID).scalar_one())
+
+    def shard_partitions(self) -> dict[str, str]:
+        """Shard -> its own partition, for the shards that have one."""
+        with self.transaction(autocommit=True) as conn:
+            return _shard_partitions(conn)
+
+    def shard_list_known(self) -> list[str]:
+        """The shards that have a partition or waiting jobs, by name: what a glob is matched against."""
+        return sorted(set(self.shard_partitions()) | set(self.shard_list_pending()))
+
+    def shard_list(self, *, now: datetime) -> list[ShardInfo]:
+        """Every shard that has a partition or jobs, with its counts by state."""
+        parts = self.shard_partitions()
+        by_shard = self.job_stats(now=now).by_shard
+        return [
+            ShardInfo(name=name, partition=parts.get(name, DEFAULT_PARTITION), own_partition=name in parts,
+                      counts={k: v for k, v in by_shard.get(name, {}).items() if v})
+            for name in sorted(set(parts) | set(by_shard))
+        ]
+
+    def shard_add(self, names: Sequence[str], *, lock_timeout: timedelta = timedelta(seconds=10)) -> list[str]:
+        """Give each shard a partition of its own (those that have one are skipped); returns the shards added.
+
+        The shard's rows move from the default partition to the new one in the same transaction, ids and
+        states unchanged. It takes the job table's exclusive lock for that long: workers wait a moment.
+        """
+        added: list[str] = []
+        for name in names:
+            validate_shard_name(name)
+            with self._shard_ddl(lock_timeout) as (conn, cur):
+                if name in _shard_partitions(conn):
+                    continue
+                cur.execute(psql.SQL(
+                    "CREATE TEMP TABLE finejobs_moving ON COMMIT DROP AS WITH d AS ("
+                    "DELETE FROM {} WHERE shard = {} RETURNING *) SELECT * FROM d"
+                ).format(psql.Identifier(DEFAULT_PARTITION), psql.Literal(name)))
+                cur.execute(psql.SQL("CREATE TABLE {} PARTITION OF finejobs_jobs FOR VALUES IN ({})")
+                            .format(psql.Identifier(partition_name(name)), psql.Literal(name)))
+                _copy_back(cur)
+                added.append(name)
+        return added
+
+    def shard_drop(self, name: str, *, lock_timeout: timedelta = timedelta(seconds=10)) -> int:
+        """Drop a shard's partition; its finished jobs move to the default partition (returns how many).
+
+        Refused while the shard has unfinished jobs (waiting or running), or when it has no partition.
+        """
+        validate_shard_name(name)
+        with self._shard_ddl(lock_timeout) as (conn, cur):
+            partition = _shard_partitions(conn).get(name)
+            if partition is None:
+                raise FinejobsError(f"shard {name!r} has no partition of its own")
+            unfinished = conn.execute(_UNFINISHED_IN_SHARD, {"shard": name}).scalar_one()
+            if unfinished:
+                raise FinejobsError(
+                    f"cannot drop shard {name!r}: {unfinished} unfinished jobs (waiting or running) remain; "
+                    "let workers finish them, cancel them, or move the shard first"
+                )
+            ident = psql.Identifier(partition)
+            cur.execute(psql.SQL("CREATE TEMP TABLE finejobs_moving ON COMMIT DROP AS SELECT * FROM {}").format(ident))
+            cur.execute(psql.SQL("ALTER TABLE finejobs_jobs DETACH PARTITION {}").format(ident))
+            cur.execute(psql.SQL("DROP TABLE {}").format(ident))
+            return _copy_back(cur)
+
+    @contextmanager
+    def _shard_ddl(self, lock_timeout: timedelta) -> Iterator[tuple[Connection, psycopg.Cursor[Any]]]:
+        """A transaction holding the job table's exclusive lock (no statement of a worker is half done)."""
+        try:
+            with self.transaction() as conn:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_SHARDS})
+                conn.execute(sa.text("SELECT set_config('lock_timeout', :t, true)"),
+                             {"t": f"{int(lock_timeout.total_seconds() * 1000)}ms"})
+                conn.execute(sa.text("LOCK TABLE finejobs_jobs IN ACCESS EXCLUSIVE MODE"))
+                driver = conn.connection.dbapi_connection
+                assert isinstance(driver, psycopg.Connection)
+                with driver.cursor() as cur:
+                    yield conn, cur
+        except sa.exc.OperationalError as exc:
+            if isinstance(exc.orig, psycopg.errors.LockNotAvailable):
+                raise FinejobsError(
+                    f"could not lock the job table within {lock_timeout.total_seconds():g}s (a long transaction "
+                    "holds it); try again"
+                ) from exc
+            raise
+        except psycopg.errors.LockNotAvailable as exc:
+            raise FinejobsError(
+                f"could not lock the job table within {lock_timeout.total_seconds():g}s (a long transaction "
+                "holds it); try again"
+            ) from exc
+
+    def shard_unfinished(self, *, shard: str) -> int:
+        """Waiting and running jobs of ``shard`` here, plus those in this database's move outbox."""
+        with self.transaction(autocommit=True) as conn:
+            here = conn.execute(_UNFINISHED_IN_SHARD, {"shard": shard}).scalar_one()
+            staged = conn.execute(sa.select(sa.func.count()).select_from(shard_moves_table)
+                                  .where(shard_moves_table.c.shard == shard)).scalar_one()
+        return int(here) + int(staged)
+
+    def shard_move_stage(self, *, shard: str, target: str, limit: int, now: datetime) -> int:
+        """Move up to ``limit`` waiting jobs of ``shard`` into the outbox, bound for ``target``."""
+        with self.transaction(autocommit=True) as conn:
+            return len(conn.execute(_MOVE_STAGE, {"shard": shard, "target": target, "limit": limit,
+                                                  "now": now}).all())
+
+    def shard_move_pending(self, *, shard: str, limit: int) -> list[tuple[int, str, dict[str, Any]]]:
+        """Outbox rows of ``shard``: (job id, target database, the job row as JSON)."""
+        with self.transaction(autocommit=True) as conn:
+            rows = conn.execute(_MOVE_PENDING, {"shard": shard, "limit": limit}).all()
+        return [(int(r.job_id), str(r.target), dict(r.job)) for r in rows]
+
+    def shard_move_done(self, *, job_ids: Sequence[int]) -> None:
+        with self.transaction(autocommit=True) as conn:
+            conn.execute(_MOVE_DONE, {"ids": list(job_ids)})
+
+    def job_insert_moved(self, *, shard: str, rows: Sequence[Mapping[str, Any]], source: str,
+                         now: datetime) -> tuple[int, int]:
+        """Insert jobs moved from database ``source`` (rows from its outbox), each at most once.
+
+        Returns (inserted now, present: inserted now or by an earlier attempt). The rest were merged into
+        an unfinished job here holding the same unique_key.
+        """
+        if not rows:
+            return 0, 0
+        keys = [f"{source}/{r['id']}" for r in rows]
+        with self.transaction() as conn:
+            inserted = conn.execute(_INSERT_MOVED, {"rows": json.dumps(list(rows), default=str), "source": source,
+                                                    "now": now, "channel": NOTIFY_CHANNEL}).one().inserted
+            present = len(conn.execute(_MOVED_PRESENT, {"shard": shard, "keys": keys}).all())
+        return int(inserted), present
 
     # ================================================================ schedules (finejobs.scheduler)
 
@@ -1077,6 +1370,30 @@ class JobStore:
                            error=f"{r['error_type']}: {r['error_message']}" if r["error_type"] else None)
             for r in rows
         ]
+
+
+def _shard_partitions(conn: Connection) -> dict[str, str]:
+    found = {}
+    for row in conn.execute(_PARTITIONS):
+        match = _PARTITION_BOUND.match(row.bound)
+        if match:
+            found[match.group(1)] = str(row.partition)
+    return found
+
+
+_JOB_COLUMNS = psql.SQL(", ").join(psql.Identifier(c.name) for c in jobs_table.columns)
+
+
+def _copy_back(cur: psycopg.Cursor[Any]) -> int:
+    """Insert the rows of the temporary table finejobs_moving into the job table, ids kept."""
+    cur.execute(psql.SQL("INSERT INTO finejobs_jobs ({cols}) OVERRIDING SYSTEM VALUE "
+                         "SELECT {cols} FROM finejobs_moving").format(cols=_JOB_COLUMNS))
+    return cur.rowcount
+
+
+def _shard_lock_key(shard: str) -> int:
+    """A stable int4 for the advisory lock of one shard (blake2b: the same in every process)."""
+    return int.from_bytes(hashlib.blake2b(shard.encode("utf-8"), digest_size=4).digest(), "big", signed=True)
 
 
 def _claim_order(job: Job) -> tuple[int, datetime, int]:

@@ -186,10 +186,10 @@ def test_claim_index_is_partial_on_available_and_ordered_as_the_claim(migrated_e
     assert definition.endswith("WHERE (state = 'available'::text)")
 
 
-def test_unique_key_index_is_partial_unique_on_unfinished_states(migrated_engine: sa.Engine) -> None:
+def test_unique_key_index_is_partial_unique_on_unfinished_states_per_shard(migrated_engine: sa.Engine) -> None:
     definition = index_definitions(migrated_engine)["finejobs_jobs_unique_key_idx"]
     assert definition.startswith("CREATE UNIQUE INDEX")
-    assert "(unique_key)" in definition
+    assert "(shard, unique_key)" in definition
     where = definition.split(" WHERE ", 1)[1]
     assert "unique_key IS NOT NULL" in where
     assert "'available'::text" in where and "'running'::text" in where

@@ -151,7 +151,7 @@ class StoreMachine(RuleBasedStateMachine):
             got = job_kind.enqueue_many([JobSpec({"n": i}, unique_key=key) for i in range(n)], shard=shard,
                                         run_at=run_at if delay else None, priority=priority)
         assert len(got) == n
-        holder = self._holder(key)
+        holder = self._holder(shard, key)
         for job in got:
             if holder is not None:
                 assert job.id == holder.id, f"unique_key {key!r} is held by job {holder.id}"
@@ -166,11 +166,12 @@ class StoreMachine(RuleBasedStateMachine):
             if key is not None:
                 holder = self.model[job.id]  # the rest of the batch gets this one back
 
-    def _holder(self, key: str | None, *, besides: int | None = None) -> ModelJob | None:
+    def _holder(self, shard: str, key: str | None, *, besides: int | None = None) -> ModelJob | None:
+        """The unfinished job holding ``key`` in ``shard`` (a unique_key is unique within its shard)."""
         if key is None:
             return None
         return next((j for j in self.model.values()
-                     if j.unique_key == key and j.state in WAITING and j.id != besides), None)
+                     if j.shard == shard and j.unique_key == key and j.state in WAITING and j.id != besides), None)
 
     # ---------------------------------------------------------------- the hot path
 
@@ -435,7 +436,7 @@ class StoreMachine(RuleBasedStateMachine):
             with pytest.raises(FinejobsError, match=f"cannot retry job {job_id}: it is"):
                 self.store.job_retry(job_id=job_id, now=now)
             return
-        if self._holder(m.unique_key, besides=job_id) is not None:
+        if self._holder(m.shard, m.unique_key, besides=job_id) is not None:
             with pytest.raises(FinejobsError, match="another unfinished job holds its unique_key"):
                 self.store.job_retry(job_id=job_id, now=now)
             return
