@@ -17,7 +17,9 @@ import pydantic
 from finejobs.clock import Clock, utcnow
 from finejobs.errors import (
     ConfigurationError,
+    FinejobsError,
     InvalidJobOptions,
+    JobNotFound,
     PayloadError,
     UnknownKindError,
 )
@@ -26,11 +28,14 @@ from finejobs.retry import Retry
 from finejobs.schedule_ops import Schedules
 from finejobs.scheduler import ScheduleSpec, make_spec
 from finejobs.schedules import Rule
-from finejobs.sharding import DEFAULT_SHARD, validate_shard_name
-from finejobs.store import JobStore, NewJob, Stats, UserConnection
+from finejobs.sharding import DEFAULT_SHARD, ShardMap, ShardRule, rule_from_options, validate_shard_name
+from finejobs.store import JobStore, NewJob, Stats, UserConnection, connection_database_id, mask_url
 
 if TYPE_CHECKING:
     from finejobs.worker import Worker
+    from finejobs.worker_group import WorkerGroup
+
+SHARD_MAP_ENV = "FINEJOBS_SHARD_MAP"
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -68,6 +73,8 @@ class JobKind(Generic[P, R]):
         expires_in: timedelta | None,
         timeout: timedelta | None,
         priority: int,
+        shard: str | None = None,
+        shard_rule: ShardRule | None = None,
     ) -> None:
         self.queue = queue
         self.name = name
@@ -77,6 +84,8 @@ class JobKind(Generic[P, R]):
         self.expires_in = expires_in
         self.timeout = timeout
         self.priority = priority
+        self.shard = shard  # the kind's fixed shard (by job type), if any
+        self.shard_rule = shard_rule  # or a rule that takes each job's shard from its payload
         self.is_async = inspect.iscoroutinefunction(handler)
         self.takes_context = _positional_count(handler) >= 2
 
@@ -143,28 +152,43 @@ class JobKind(Generic[P, R]):
             details = "; ".join(f"{f}: {err['msg']}" for f, err in zip(fields, exc.errors(), strict=True))
             raise PayloadError(self.name, fields, details) from None
 
+    def shard_for(self, payload: Mapping[str, Any]) -> str:
+        """The shard of a job with this (validated) payload when enqueue names none: the kind's rule, else
+        its fixed shard, else the default shard."""
+        if self.shard_rule is not None:
+            return self.shard_rule.shard_for(payload, kind=self.name)
+        return self.shard or DEFAULT_SHARD
+
     def parse(self, payload: Mapping[str, Any]) -> Any:
         """The stored payload as the handler's argument."""
         return dict(payload) if self.model is None else self.model.model_validate(payload)
 
 
 class Queue:
-    """Job kinds plus the database that holds their jobs.
+    """Job kinds plus the database (or, with a shard map, the databases) that hold their jobs.
 
-    ``url`` defaults to the environment variable FINEJOBS_DATABASE_URL; nothing connects until first use.
+    ``url`` defaults to the environment variable FINEJOBS_DATABASE_URL. ``shard_map`` (a ShardMap, or the
+    path of a TOML shard map; default: the file named by FINEJOBS_SHARD_MAP) places shards on several
+    databases instead. Nothing connects until first use.
     """
 
     def __init__(
         self,
         url: str | None = None,
         *,
+        shard_map: ShardMap | str | os.PathLike[str] | None = None,
         pool_size: int = 5,
         clock: Clock = utcnow,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
+        if url is not None and shard_map is not None:
+            raise ConfigurationError("pass url or shard_map, not both (the shard map names every database)")
         self._url = url
+        self._shard_map = _load_map(shard_map)
+        self._resolved_map: ShardMap | None = None
         self._pool_size = pool_size
-        self._store: JobStore | None = None
+        self._stores: dict[str, JobStore] = {}
+        self._database_ids: dict[str, str] = {}
         self._lock = threading.Lock()
         self.clock = clock
         self.max_payload_bytes = max_payload_bytes
@@ -174,42 +198,93 @@ class Queue:
     # ---------------------------------------------------------------- configuration
 
     @property
+    def shard_map(self) -> ShardMap:
+        """Where shards live: the configured map, else one database (the URL) holding every shard.
+        Read once (the environment too) until ``configure()`` or ``close()``."""
+        with self._lock:
+            if self._resolved_map is None:
+                if self._shard_map is not None:
+                    self._resolved_map = self._shard_map
+                elif self._url is None and os.environ.get(SHARD_MAP_ENV):
+                    self._resolved_map = ShardMap.from_toml(os.environ[SHARD_MAP_ENV])
+                else:
+                    self._resolved_map = ShardMap.single(self._single_url())
+            return self._resolved_map
+
+    @property
     def url(self) -> str:
+        """The URL of the default database (the only one without a shard map)."""
+        shard_map = self.shard_map
+        return shard_map.url(shard_map.default)
+
+    def _single_url(self) -> str:
         url = self._url or os.environ.get("FINEJOBS_DATABASE_URL")
         if not url:
             raise ConfigurationError(
-                "no database URL: pass finejobs.Queue(url) or set FINEJOBS_DATABASE_URL"
+                "no database URL: pass finejobs.Queue(url) or set FINEJOBS_DATABASE_URL "
+                f"(or a shard map: Queue(shard_map=...) or {SHARD_MAP_ENV})"
             )
         return url
 
-    def configure(self, *, url: str | None = None, pool_size: int | None = None) -> None:
-        """Change the database URL or pool size (the CLI's --database-url and --pool-size do this)."""
+    def configure(self, *, url: str | None = None, pool_size: int | None = None,
+                  shard_map: ShardMap | str | os.PathLike[str] | None = None) -> None:
+        """Change the database URL, the shard map or the pool size (the CLI's --database-url, --shard-map and
+        --pool-size do this). A URL replaces a shard map and the other way round."""
+        if url is not None and shard_map is not None:
+            raise ConfigurationError("pass url or shard_map, not both (the shard map names every database)")
+        new_map = _load_map(shard_map)
+        self.close()
         with self._lock:
-            if self._store is not None:
-                self._store.dispose()
-                self._store = None
             if url is not None:
-                self._url = url
+                self._url, self._shard_map = url, None
+            if new_map is not None:
+                self._url, self._shard_map = None, new_map
             if pool_size is not None:
                 self._pool_size = pool_size
 
     @property
     def store(self) -> JobStore:
+        """The store of the default database (the only one without a shard map)."""
+        return self.store_of(self.shard_map.default)
+
+    def store_of(self, database: str) -> JobStore:
+        """The store of one database of the shard map (each has its own connection pool)."""
+        store = self._stores.get(database)
+        if store is not None:
+            return store
+        url = self.shard_map.url(database)
         with self._lock:
-            if self._store is None:
-                self._store = JobStore.from_url(self.url, pool_size=self._pool_size)
-            return self._store
+            store = self._stores.get(database)
+            if store is None:
+                store = self._stores[database] = JobStore.from_url(url, pool_size=self._pool_size)
+            return store
+
+    def store_for(self, shard: str) -> JobStore:
+        """The store of the database that holds ``shard``."""
+        return self.store_of(self.shard_map.database_for(shard))
+
+    @property
+    def databases(self) -> list[str]:
+        """The databases of the shard map, in declared order (["default"] without one)."""
+        return self.shard_map.names
 
     def close(self) -> None:
-        """Release the connection pool."""
+        """Release the connection pools."""
         with self._lock:
-            if self._store is not None:
-                self._store.dispose()
-                self._store = None
+            stores, self._stores = self._stores, {}
+            self._database_ids.clear()
+            self._resolved_map = None
+        for store in stores.values():
+            store.dispose()
 
     def migrate(self) -> list[int]:
-        """Create or upgrade the finejobs tables; returns the migration versions applied."""
-        return self.store.migrate()
+        """Create or upgrade the finejobs tables in every database; returns the versions applied (in any)."""
+        applied = self.migrate_each()
+        return sorted({version for versions in applied.values() for version in versions})
+
+    def migrate_each(self) -> dict[str, list[int]]:
+        """Migrate every database of the shard map; returns the versions applied per database."""
+        return {name: self.store_of(name).migrate() for name in self.databases}
 
     # ---------------------------------------------------------------- job kinds
 
@@ -223,12 +298,25 @@ class Queue:
         priority: int = 0,
         model: type[pydantic.BaseModel] | None = None,
         schedule: Rule | None = None,
+        shard: str | None = None,
+        shard_by: str | ShardRule | None = None,
+        shard_by_hash: tuple[str, int] | None = None,
     ) -> Callable[[Callable[P, R]], JobKind[P, R]]:
         """Declare a job kind. The payload model comes from the handler's first parameter's annotation.
 
         ``schedule=`` (a rule: Cron, Every, ...) also declares a schedule named after the kind, with an
         empty payload; use ``queue.schedule(...)`` for a payload or other options.
+
+        Routing (where a job goes when ``enqueue`` names no shard): ``shard="alerts"`` puts every job of
+        the kind in one shard; ``shard_by="district"`` takes it from a payload field ({"district": 3} ->
+        "district-3"); ``shard_by_hash=("patient_id", 16)`` hashes a payload field into 16 buckets
+        ("patient-00" .. "patient-15", blake2b: the same on every machine). At most one of the three.
         """
+        rule = rule_from_options(shard_by, shard_by_hash)
+        if shard is not None and rule is not None:
+            raise ValueError("pass shard (a fixed shard) or a routing rule (shard_by, shard_by_hash), not both")
+        if shard is not None:
+            validate_shard_name(shard)
         if not name or len(name) > 200:
             raise ValueError("a job kind name must have 1 to 200 characters")
         if priority not in _PRIORITY_RANGE:
@@ -241,7 +329,8 @@ class Queue:
             if name in self.kinds:
                 raise ValueError(f"job kind {name!r} is already registered")
             kind = JobKind(self, name, handler, model=model or _payload_model(handler),
-                           retry=retry or Retry(), expires_in=expires_in, timeout=timeout, priority=priority)
+                           retry=retry or Retry(), expires_in=expires_in, timeout=timeout, priority=priority,
+                           shard=shard, shard_rule=rule)
             self.kinds[name] = kind
             if schedule is not None:
                 try:
@@ -291,35 +380,111 @@ class Queue:
     def enqueue_many(self, kind: str, items: Iterable[Any], **options: Any) -> list[Job]:
         return self.kind(kind).enqueue_many(items, **options)
 
-    def get(self, job_id: int) -> Job:
-        return self.store.job_get(job_id=job_id, now=self.clock())
+    def get(self, job_id: int, *, database: str | None = None) -> Job:
+        """The job with this id. With a shard map, ids are per database: name it, or the one holding it is
+        found (an id found in several databases is refused as ambiguous)."""
+        return self._locate(job_id, database).job_get(job_id=job_id, now=self.clock())
 
     def jobs(self, *, state: JobState | str | None = None, kind: str | None = None,
              shard: str | None = None, limit: int = 50) -> list[Job]:
-        return self.store.job_list(now=self.clock(), state=JobState(state) if state else None, kind=kind,
-                                   shard=shard, limit=limit)
+        """The newest jobs first (across every database of the shard map), filtered."""
+        stores = [self.store_for(shard)] if shard is not None else [self.store_of(n) for n in self.databases]
+        found = [job for store in stores
+                 for job in store.job_list(now=self.clock(), state=JobState(state) if state else None, kind=kind,
+                                           shard=shard, limit=limit)]
+        if len(stores) > 1:
+            found.sort(key=lambda j: (j.created_at, j.id), reverse=True)
+        return found[:limit]
 
-    def cancel(self, job_id: int, reason: str = "cancelled by operator") -> Job:
-        return self.store.job_cancel(job_id=job_id, now=self.clock(), reason=reason)
+    def cancel(self, job_id: int, reason: str = "cancelled by operator", *, database: str | None = None) -> Job:
+        return self._locate(job_id, database).job_cancel(job_id=job_id, now=self.clock(), reason=reason)
 
-    def retry(self, job_id: int) -> Job:
-        return self.store.job_retry(job_id=job_id, now=self.clock())
+    def retry(self, job_id: int, *, database: str | None = None) -> Job:
+        return self._locate(job_id, database).job_retry(job_id=job_id, now=self.clock())
 
     def stats(self) -> Stats:
-        return self.store.job_stats(now=self.clock())
+        """Job counts by state, kind and shard, summed over every database of the shard map."""
+        return Stats.combine([self.store_of(name).job_stats(now=self.clock()) for name in self.databases])
 
-    def worker(self, **options: Any) -> Worker:
-        """A Worker for this queue (see finejobs.Worker for the options)."""
+    def worker(self, **options: Any) -> Worker | WorkerGroup:
+        """A Worker for this queue (see finejobs.Worker for the options).
+
+        With a shard map whose databases hold the shards served (``shards=``, default all), a WorkerGroup:
+        one Worker per database, each connected to its database only.
+        """
         from finejobs.worker import Worker
+        from finejobs.worker_group import WorkerGroup
 
-        return Worker(self, **options)
+        databases = self.shard_map.databases_for(options.get("shards") or None)
+        if len(databases) == 1:
+            return Worker(self, database=databases[0], **options)
+        return WorkerGroup(self, databases=databases, **options)
+
+    def _locate(self, job_id: int, database: str | None) -> JobStore:
+        if database is not None or len(self.databases) == 1:
+            return self.store_of(database or self.shard_map.default)
+        holders = [name for name in self.databases if self.store_of(name).job_exists(job_id=job_id)]
+        if len(holders) > 1:
+            raise FinejobsError(f"job id {job_id} exists in databases {', '.join(holders)}: name one "
+                                "(--database NAME)")
+        if not holders:
+            raise JobNotFound(f"no job with id {job_id} in databases {', '.join(self.databases)}")
+        return self.store_of(holders[0])
 
     # ---------------------------------------------------------------- internals
 
     def _insert(self, pairs: list[tuple[JobKind[Any, Any], JobSpec]], *, conn: UserConnection | None) -> list[Job]:
+        """Validate everything first (nothing is written if one job is invalid), then insert: one statement
+        per database the jobs' shards live in."""
         now = self.clock()
         rows = [self._new_job(kind, spec, now) for kind, spec in pairs]
-        return self.store.job_insert_many(rows, now=now, conn=conn)
+        shard_map = self.shard_map
+        by_database: dict[str, list[int]] = {}
+        if len(shard_map.names) == 1:
+            by_database[shard_map.default] = list(range(len(rows)))
+        else:
+            for i, row in enumerate(rows):
+                by_database.setdefault(shard_map.database_for(row.shard), []).append(i)
+        if conn is not None:
+            return self._insert_on(conn, rows, by_database, now)
+        result: list[Job | None] = [None] * len(rows)
+        for database, indexes in by_database.items():
+            stored = self.store_of(database).job_insert_many([rows[i] for i in indexes], now=now)
+            for i, job in zip(indexes, stored, strict=True):
+                result[i] = job
+        return [job for job in result if job is not None]
+
+    def _insert_on(self, conn: UserConnection, rows: list[NewJob], by_database: dict[str, list[int]],
+                   now: datetime) -> list[Job]:
+        """Insert in the caller's transaction: every job's shard must live in the database ``conn`` is on."""
+        if len(self.databases) == 1:
+            return self.store.job_insert_many(rows, now=now, conn=conn)
+        if len(by_database) > 1:
+            places = "; ".join(f"{', '.join(sorted({rows[i].shard for i in idx}))} in database {db!r}"
+                               for db, idx in by_database.items())
+            raise InvalidJobOptions(f"conn= is one transaction on one database, but these jobs' shards live in "
+                                    f"several: {places}. Enqueue them in one transaction per database, "
+                                    "or without conn=")
+        database = next(iter(by_database))
+        on = connection_database_id(conn)
+        if on != self._database_id(database):
+            here = next((n for n in self.databases if self._database_id(n) == on), None)
+            shards = ", ".join(sorted({r.shard for r in rows}))
+            raise InvalidJobOptions(
+                f"shard {shards} lives in database {database!r} ({mask_url(self.shard_map.url(database))}), "
+                f"but conn is a connection to {repr(here) if here else 'a database outside the shard map'}: "
+                f"enqueue it in a transaction on database {database!r}, or without conn="
+            )
+        return self.store_of(database).job_insert_many(rows, now=now, conn=conn)
+
+    def _database_id(self, database: str) -> str:
+        with self._lock:
+            known = self._database_ids.get(database)
+        if known is None:
+            known = self.store_of(database).database_id()
+            with self._lock:
+                self._database_ids[database] = known
+        return known
 
     def _new_job(self, kind: JobKind[Any, Any], spec: JobSpec, now: datetime) -> NewJob:
         payload = kind.validate(spec.payload)
@@ -352,13 +517,19 @@ class Queue:
             kind=kind.name,
             payload=payload,
             payload_json=payload_json,
-            shard=validate_shard_name(DEFAULT_SHARD if spec.shard is None else spec.shard),
+            shard=validate_shard_name(kind.shard_for(payload) if spec.shard is None else spec.shard),
             priority=priority,
             run_at=run_at,
             expires_at=expires_at,
             max_attempts=kind.retry.max_attempts,
             unique_key=spec.unique_key,
         )
+
+
+def _load_map(value: ShardMap | str | os.PathLike[str] | None) -> ShardMap | None:
+    if value is None or isinstance(value, ShardMap):
+        return value
+    return ShardMap.from_toml(value)
 
 
 def _merge(item: Any, defaults: JobSpec) -> JobSpec:

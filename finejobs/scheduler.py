@@ -255,8 +255,9 @@ class Scheduler(Service):
         self.batch = batch
 
     def declare(self) -> list[str]:
-        """Upsert the schedules declared in code; returns the names whose row changed."""
-        return declare_all(self.worker.queue, now=self.worker.clock())
+        """Upsert the schedules declared in code whose shard lives in this worker's database (a schedule
+        lives in its shard's database, so its ticks' jobs do); returns the names whose row changed."""
+        return declare_all(self.worker.queue, now=self.worker.clock(), database=self.worker.database)
 
     def run_once(self, now: datetime) -> int:
         """One pass; returns how many jobs it created."""
@@ -314,11 +315,16 @@ class Scheduler(Service):
         return 0
 
 
-def declare_all(queue: Queue, *, now: datetime) -> list[str]:
-    """Upsert every schedule ``queue`` declares (worker start does this); returns the names written."""
+def declare_all(queue: Queue, *, now: datetime, database: str | None = None) -> list[str]:
+    """Upsert every schedule ``queue`` declares (worker start does this) in its shard's database, or only
+    those of ``database``; returns the names written."""
     changed = []
+    shard_map = queue.shard_map
     for spec in queue.declared_schedules.values():
-        if queue.store.schedule_upsert_declared(values=spec.values(now=now), now=now):
+        home = shard_map.database_for(spec.shard)
+        if database is not None and home != database:
+            continue
+        if queue.store_of(home).schedule_upsert_declared(values=spec.values(now=now), now=now):
             changed.append(spec.name)
     if changed:
         log.info("schedules declared in code, written: %s", ", ".join(changed))

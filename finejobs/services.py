@@ -183,9 +183,10 @@ class Watchdog(Service):
 
 
 class Maintenance(Service):
-    """Rescues lost leases, expires overdue jobs and prunes old finished ones.
+    """Rescues lost leases, expires overdue jobs and prunes old finished ones, in the shards the worker
+    serves (every shard for a worker serving all).
 
-    Every worker runs it; an advisory lock per pass lets one worker at a time do each.
+    Every worker runs it; an advisory lock per pass (and shard) lets one worker at a time do each.
     """
 
     name = "maintenance"
@@ -198,11 +199,14 @@ class Maintenance(Service):
 
     def run_once(self, now: datetime) -> MaintenanceResult:
         store = self.worker.store
-        rescued = store.job_rescue_expired_leases(now=now, limit=self.batch)
+        shards = self.worker.maintenance_shards()
+        if shards == []:
+            return MaintenanceResult()
+        rescued = store.job_rescue_expired_leases(now=now, limit=self.batch, shards=shards)
         for job_id, state in rescued.items():
             log.warning("job %d: lease expired, now %s", job_id, state.value)
-        expired = store.job_expire_overdue(now=now, limit=self.batch)
-        pruned = store.job_prune_finished(retention=self.retention, now=now, limit=self.batch)
+        expired = store.job_expire_overdue(now=now, limit=self.batch, shards=shards)
+        pruned = store.job_prune_finished(retention=self.retention, now=now, limit=self.batch, shards=shards)
         return MaintenanceResult(rescued=len(rescued), expired=expired, pruned=pruned)
 
 

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import re
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -157,6 +158,24 @@ class Stats:
     def to_json(self) -> dict[str, Any]:
         return {"total": self.total, "by_state": self.by_state, "by_kind": self.by_kind,
                 "by_shard": self.by_shard}
+
+    @classmethod
+    def combine(cls, parts: Sequence[Stats]) -> Stats:
+        """The sum of several databases' counts."""
+        if len(parts) == 1:
+            return parts[0]
+        by_state: dict[str, int] = {s.value: 0 for s in JobState}
+        by_kind: dict[str, dict[str, int]] = {}
+        by_shard: dict[str, dict[str, int]] = {}
+        for part in parts:
+            for state, n in part.by_state.items():
+                by_state[state] = by_state.get(state, 0) + n
+            for mine, theirs in ((by_kind, part.by_kind), (by_shard, part.by_shard)):
+                for name, counts in theirs.items():
+                    group = mine.setdefault(name, {})
+                    for state, n in counts.items():
+                        group[state] = group.get(state, 0) + n
+        return cls(by_state=by_state, by_kind=by_kind, by_shard=by_shard, total=sum(p.total for p in parts))
 
 
 @dataclass(frozen=True)
@@ -518,6 +537,7 @@ _MOVED_PRESENT = sa.text(
 )
 
 _DATABASE_ID = sa.text("SELECT id::text || '/' || current_database() FROM finejobs_database")
+_DATABASE_ID_AS = sa.text("SELECT id::text || '/' || current_database() AS id FROM finejobs_database")
 
 
 # ==================================================================== schedules (finejobs.scheduler)
@@ -1061,6 +1081,10 @@ class JobStore:
             raise JobNotFound(f"no job with id {job_id}")
         return Job.from_row(row, now=now)
 
+    def job_exists(self, *, job_id: int) -> bool:
+        with self.transaction(autocommit=True) as conn:
+            return conn.execute(sa.select(jobs_table.c.id).where(jobs_table.c.id == job_id)).first() is not None
+
     def job_list(
         self,
         *,
@@ -1428,6 +1452,25 @@ def _new_job(job_id: int, job: NewJob, now: datetime) -> Job:
         max_attempts=job.max_attempts, unique_key=job.unique_key, lease_owner=None, lease_expires_at=None,
         errors=(), created_at=now, started_at=None, finished_at=None,
     )
+
+
+_connection_ids: weakref.WeakKeyDictionary[psycopg.Connection[Any], str] = weakref.WeakKeyDictionary()
+
+
+def connection_database_id(conn: UserConnection) -> str:
+    """The identity (see JobStore.database_id) of the database a caller's connection is on; asked once per
+    driver connection."""
+    driver: Any = conn
+    if isinstance(driver, Session):
+        driver = driver.connection()
+    if isinstance(driver, Connection):
+        driver = driver.connection.dbapi_connection
+    if not isinstance(driver, psycopg.Connection):
+        return str(_run(conn, _DATABASE_ID_AS, {})[0]["id"])
+    known = _connection_ids.get(driver)
+    if known is None:
+        known = _connection_ids[driver] = str(_run(conn, _DATABASE_ID_AS, {})[0]["id"])
+    return known
 
 
 def _run(conn: UserConnection, stmt: sa.TextClause, params: Mapping[str, Any]) -> list[Mapping[Any, Any]]:

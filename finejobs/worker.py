@@ -23,14 +23,14 @@ import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from types import FrameType
 from typing import Any
 
 from finejobs import outcomes
 from finejobs.clock import Clock
-from finejobs.errors import DatabaseUnavailable, FinejobsError
+from finejobs.errors import ConfigurationError, DatabaseUnavailable, FinejobsError
 from finejobs.jobs import Job, JobContext, JobState
 from finejobs.queue import JobKind, Queue
 from finejobs.scheduler import Scheduler
@@ -43,7 +43,7 @@ from finejobs.services import (
     backoff_seconds,
     describe_running,
 )
-from finejobs.sharding import validate_shard_name
+from finejobs.sharding import is_glob, match_shards, validate_shard_pattern
 from finejobs.store import JobStore, Outcome
 
 log = logging.getLogger("finejobs.worker")
@@ -73,13 +73,20 @@ class Running:
 
 
 class Worker:
-    """Claims and runs jobs of its queue's kinds from the chosen shards (all shards by default)."""
+    """Claims and runs jobs of its queue's kinds from the chosen shards (all shards by default).
+
+    ``shards`` are names or globs (``district-*``): a glob is matched against the shards that exist (those
+    with a partition or waiting jobs) and matched again as shards appear. A worker works one database:
+    ``database`` names it in the queue's shard map (default: the one holding its shards); it serves only
+    the shards the map places there. ``queue.worker()`` makes one Worker per database when needed.
+    """
 
     def __init__(
         self,
         queue: Queue,
         *,
         shards: Sequence[str] | None = None,
+        database: str | None = None,
         concurrency: int = 10,
         poll_interval: float = 1.0,
         lease: timedelta = timedelta(seconds=30),
@@ -100,7 +107,11 @@ class Worker:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.queue = queue
-        self.shards = [validate_shard_name(s) for s in shards] if shards else None
+        if isinstance(shards, str):
+            raise TypeError("shards must be a list of shard names or globs, not a single string")
+        self.shards = [validate_shard_pattern(s) for s in shards] if shards else None
+        self._globs = self.shards is not None and any(is_glob(s) for s in self.shards)
+        self.database = database if database is not None else self._database_of(self.shards)
         self.concurrency = concurrency
         self.poll_interval = poll_interval
         self.lease = lease
@@ -112,6 +123,7 @@ class Worker:
         self._pending_shards: list[str] | None = None
         self._pending_shards_at = 0.0
         self._rotation = 0
+        self.error: BaseException | None = None  # what ended run() in start()'s thread, if anything
         self._last_round_claimed = False  # an empty round makes a worker serving every shard look again
         self.clock: Clock = clock or queue.clock
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -139,7 +151,27 @@ class Worker:
 
     @property
     def store(self) -> JobStore:
-        return self.queue.store
+        return self.queue.store_of(self.database)
+
+    def _database_of(self, shards: list[str] | None) -> str:
+        databases = self.queue.shard_map.databases_for(shards)
+        if len(databases) > 1:
+            raise ConfigurationError(
+                f"the shards {', '.join(shards) if shards else '(all)'} live in several databases "
+                f"({', '.join(databases)}): pass database=..., or use queue.worker(), which runs one worker "
+                "per database"
+            )
+        return databases[0]
+
+    def owns(self, shard: str) -> bool:
+        """Whether the shard map places ``shard`` in this worker's database."""
+        shard_map = self.queue.shard_map
+        return len(shard_map.names) == 1 or shard_map.owns(self.database, shard)
+
+    def maintenance_shards(self) -> list[str] | None:
+        """The shards maintenance covers: None (every shard, one statement each) for a worker serving all,
+        else the shards it serves (one statement per shard, each touching that shard's partition only)."""
+        return None if self.shards is None else self._shards_to_claim()
 
     @property
     def kinds(self) -> list[str]:
@@ -155,7 +187,7 @@ class Worker:
         if install_signal_handlers:
             self._install_signal_handlers()
         self._start_services()
-        log.info("worker %s started: kinds=%s shards=%s concurrency=%d", self.worker_id,
+        log.info("worker %s started: database=%s kinds=%s shards=%s concurrency=%d", self.worker_id, self.database,
                  ",".join(self.kinds), ",".join(self.shards) if self.shards else "*", self.concurrency)
         try:
             self._produce()
@@ -181,6 +213,10 @@ class Worker:
         if wait and self._thread is not None:
             self._thread.join(timeout)
 
+    def ended(self) -> bool:
+        """True once a worker started with ``start()`` has stopped (by ``stop()`` or on an error)."""
+        return self._thread is not None and not self._thread.is_alive()
+
     def __enter__(self) -> Worker:
         return self.start()
 
@@ -190,7 +226,8 @@ class Worker:
     def _run_in_thread(self) -> None:
         try:
             self.run(install_signal_handlers=False)
-        except Exception:
+        except Exception as exc:
+            self.error = exc
             log.exception("worker stopped with an error")
 
     # ---------------------------------------------------------------- for tests: one pass inline
@@ -248,33 +285,58 @@ class Worker:
                         timeout=self.claim_cooldown)
 
     def _claim(self, limit: int) -> list[Job]:
-        """Claim up to ``limit`` jobs, one statement per shard, starting from a different shard each round
-        so that a shard with a long backlog cannot starve the others."""
+        """Claim up to ``limit`` jobs, one statement per shard (each touches one partition).
+
+        Fair across shards: each shard first gets an equal share of the free slots, and only then do
+        shards with more waiting take the slots others left; the starting shard rotates every round, so
+        a shard with a backlog of 100k jobs cannot starve one with 10.
+        """
         shards = self._shards_to_claim()
         if not shards:
             self._last_round_claimed = False
             return []
         start = self._rotation % len(shards)
         self._rotation += 1
+        order = shards[start:] + shards[:start]
+        share = -(-limit // len(order))  # ceil
         now = self.clock()
         claimed: list[Job] = []
-        for shard in shards[start:] + shards[:start]:
+        more: list[str] = []  # shards that filled their share: they may have more
+        for shard in order:
+            room = min(share, limit - len(claimed))
+            if room <= 0:
+                break
+            got = self._claim_in(shard, room, now)
+            claimed += got
+            if len(got) == room:
+                more.append(shard)
+        for shard in more:
             room = limit - len(claimed)
             if room <= 0:
                 break
-            claimed += self.store.job_claim(owner=self.worker_id, shard=shard, kinds=self.kinds, limit=room,
-                                            lease=self.lease, now=now)
+            claimed += self._claim_in(shard, room, now)
         self._last_round_claimed = bool(claimed)
         self.stats["claimed"] += len(claimed)
         return claimed
 
+    def _claim_in(self, shard: str, limit: int, now: datetime) -> list[Job]:
+        return self.store.job_claim(owner=self.worker_id, shard=shard, kinds=self.kinds, limit=limit,
+                                    lease=self.lease, now=now)
+
     def _shards_to_claim(self) -> list[str]:
-        if self.shards is not None:
+        """The shards to claim from: the names given; or the shards that exist and match the globs, or
+        (serving all) the shards with waiting jobs, looked up again every shard_refresh_interval, after an
+        empty round, and when a notification names a shard not seen yet. Only shards of this database."""
+        if self.shards is not None and not self._globs:
             return self.shards
         now = time.monotonic()
         if (self._pending_shards is None or not self._last_round_claimed
                 or now >= self._pending_shards_at + self.shard_refresh_interval):
-            self._pending_shards = self.store.shard_list_pending()
+            if self.shards is None:
+                found = self.store.shard_list_pending()
+            else:
+                found = match_shards(self.shards, self.store.shard_list_known())
+            self._pending_shards = [s for s in found if self.owns(s)]
             self._pending_shards_at = now
         return self._pending_shards
 
@@ -282,12 +344,12 @@ class Worker:
         return self.concurrency - len(self._running)
 
     def _notified(self, shard: str) -> None:
-        if self.shards is None:
-            if self._pending_shards is not None and shard not in self._pending_shards:
-                self._pending_shards = None  # a new shard: look again before the next claim
-            self._wake.set()
-        elif shard == "*" or any(fnmatchcase(shard, s) for s in self.shards):
-            self._wake.set()
+        if shard != "*" and self.shards is not None and not any(fnmatchcase(shard, s) for s in self.shards):
+            return
+        if (self.shards is None or self._globs) and self._pending_shards is not None \
+                and shard not in self._pending_shards:
+            self._pending_shards = None  # a new shard: look again before the next claim
+        self._wake.set()
 
     # ---------------------------------------------------------------- the executor
 
