@@ -1,6 +1,8 @@
-"""python -m bench: finejobs against a raw-SQL baseline on one database, in one run.
+"""python -m bench [core] [shards]: finejobs against a raw-SQL baseline on one database, in one run.
 
-Prints a markdown table, writes bench/results/bench.json and bench/results/throughput.png.
+Sections: core (enqueue, processing, latency, big table) and shards (1 vs 16 shards; one shard beside 1M
+waiting jobs in others); no argument runs both. Prints markdown tables, writes bench/results/bench.json and
+bench/results/throughput.png.
 Absolute figures drift on a shared machine; the ratios to the baseline measured in the same run hold.
 """
 
@@ -12,15 +14,18 @@ import click
 import psycopg
 
 from bench.bigtable import bench_big_table
-from bench.core import bench_enqueue, bench_processing, bench_raw, create_database, drop_database
-from bench.latency import bench_latency
-from bench.report import header, markdown, write_json, write_png
+from bench.core import Row, bench_enqueue, bench_processing, bench_raw, create_database, drop_database
+from bench.latency import Latency, bench_latency
+from bench.report import header, markdown, shards_markdown, write_json, write_png
+from bench.shards import ShardsResult, bench_shards
 from finejobs.store import libpq_url
 
 RESULTS = Path(__file__).resolve().parent / "results"
+SECTIONS = ("core", "shards")
 
 
 @click.command()
+@click.argument("sections", nargs=-1, type=click.Choice(SECTIONS))
 @click.option("--database-url", envvar="FINEJOBS_DATABASE_URL", default=None,
               help="Server to benchmark on (a database is created there and dropped) [default: discovered].")
 @click.option("--single", "n_single", default=2000, show_default=True, help="Jobs enqueued one by one.")
@@ -33,12 +38,22 @@ RESULTS = Path(__file__).resolve().parent / "results"
 @click.option("--latency-samples", default=200, show_default=True, help="Jobs for the latency measurement.")
 @click.option("--big-rows", default=1_000_000, show_default=True,
               help="Finished rows, and as many scheduled rows, for the big-table run (0 skips it).")
+@click.option("--shard-jobs", default=40_000, show_default=True,
+              help="Shards: no-op jobs per run over 1 and over 16 shards (4 worker processes).")
+@click.option("--hot-jobs", default=20_000, show_default=True,
+              help="Shards: the backlog of shard 'hot' per run (1 worker process).")
+@click.option("--other-pending", default=1_000_000, show_default=True,
+              help="Shards: waiting jobs in 15 other shards beside shard 'hot'.")
+@click.option("--repeats", default=3, show_default=True, help="Shards: runs per figure (the median is shown).")
 @click.option("--quick", is_flag=True, help="Tiny sizes: a smoke test, not a measurement.")
 @click.option("--out", type=click.Path(path_type=Path), default=RESULTS, show_default=True,
               help="Folder for bench.json and throughput.png.")
-def main(database_url: str | None, n_single: int, n_bulk: int, n_process: int, concurrencies: tuple[int, ...],
-         process_counts: tuple[int, ...], latency_samples: int, big_rows: int, quick: bool, out: Path) -> None:
-    """Measure enqueue, processing, latency and big-table throughput against a raw psycopg baseline."""
+def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_bulk: int, n_process: int,
+         concurrencies: tuple[int, ...], process_counts: tuple[int, ...], latency_samples: int, big_rows: int,
+         shard_jobs: int, hot_jobs: int, other_pending: int, repeats: int, quick: bool, out: Path) -> None:
+    """Measure enqueue, processing, latency, big-table and shard throughput against a raw psycopg baseline.
+
+    SECTIONS: core, shards (default: both)."""
     if database_url is None:
         from finejobs.devdb import discover_server_url
 
@@ -46,28 +61,42 @@ def main(database_url: str | None, n_single: int, n_bulk: int, n_process: int, c
     if quick:
         n_single, n_bulk, n_process, latency_samples, big_rows = 50, 1000, 300, 20, 2000
         concurrencies, process_counts = (4,), (1,)
-    url = create_database(database_url)
-    try:
-        with psycopg.connect(libpq_url(url)) as conn:
-            server = "PostgreSQL " + str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
-        title = header(server)
-        rows = bench_enqueue(url, n_single=n_single, n_bulk=n_bulk)
-        raw = bench_raw(url, n_process)
-        rows += [raw[1], raw[100]]
-        rows += bench_processing(url, n=n_process, concurrencies=concurrencies, process_counts=process_counts,
-                                 baseline=raw[100])
-        latency = bench_latency(url, samples=latency_samples)
-        if big_rows:
-            rows += bench_big_table(url, n=n_process, concurrency=max(concurrencies), finished=big_rows,
-                                    scheduled=big_rows)
-    finally:
-        drop_database(database_url, url)
+        shard_jobs, hot_jobs, other_pending, repeats = 2000, 1000, 50_000, 1
+    selected = set(sections or SECTIONS)
+    with psycopg.connect(libpq_url(database_url)) as conn:
+        server = "PostgreSQL " + str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+    title = header(server)
+    rows: list[Row] = []
+    latency: Latency | None = None
+    shards: ShardsResult | None = None
+    if "core" in selected:
+        url = create_database(database_url)
+        try:
+            rows = bench_enqueue(url, n_single=n_single, n_bulk=n_bulk)
+            raw = bench_raw(url, n_process)
+            rows += [raw[1], raw[100]]
+            rows += bench_processing(url, n=n_process, concurrencies=concurrencies, process_counts=process_counts,
+                                     baseline=raw[100])
+            latency = bench_latency(url, samples=latency_samples)
+            if big_rows:
+                rows += bench_big_table(url, n=n_process, concurrency=max(concurrencies), finished=big_rows,
+                                        scheduled=big_rows)
+        finally:
+            drop_database(database_url, url)
+    if "shards" in selected:
+        shards = bench_shards(database_url, claim_jobs=shard_jobs, hot_jobs=hot_jobs, other_pending=other_pending,
+                              concurrency=max(concurrencies), repeats=repeats)
     print(title)
+    if "core" in selected:
+        print()
+        print(markdown(rows, latency))
+    if shards is not None:
+        print()
+        print(shards_markdown(shards))
+    write_json(out / "bench.json", title, rows, latency, shards)
     print()
-    print(markdown(rows, latency))
-    write_json(out / "bench.json", title, rows, latency)
-    print()
-    print(f"wrote {out / 'bench.json'}; {write_png(out / 'throughput.png', title, rows)}")
+    png = write_png(out / "throughput.png", title, rows) if rows else "no PNG (the core section did not run)"
+    print(f"wrote {out / 'bench.json'}; {png}")
 
 
 if __name__ == "__main__":

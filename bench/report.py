@@ -12,6 +12,7 @@ from typing import Any
 import finejobs
 from bench.core import Row
 from bench.latency import Latency
+from bench.shards import TARGET, ShardRow, ShardsResult
 
 
 def header(server_version: str) -> str:
@@ -38,12 +39,73 @@ def markdown(rows: list[Row], latency: Latency | None) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: Path, title: str, rows: list[Row], latency: Latency | None) -> None:
+def _runs(r: ShardRow) -> str:
+    rates = r.rates
+    return f"{rates[0]:,.0f}" if len(rates) == 1 else f"{rates[0]:,.0f}-{rates[-1]:,.0f}"
+
+
+def _verdict(r: ShardRow) -> str:
+    low, high = r.ratio_span()
+    if low >= TARGET:
+        return "yes"
+    if high < TARGET:
+        return "no"
+    return f"{'yes' if r.ratio >= TARGET else 'no'} by the medians; run pairs give {low:.0%}-{high:.0%}"
+
+
+def shards_markdown(result: ShardsResult) -> str:
+    """Two tables: (a) claim throughput over 1 vs 16 shards, (b) a hot shard beside many waiting jobs."""
+    c, k = result.concurrency, result.repeats
+    each = "one run" if k == 1 else f"median of {k} runs (range: slowest-fastest run)"
+    lines = [
+        f"Shards (a): claim throughput, 1 shard vs 16, {result.claim_jobs:,} no-op jobs, concurrency={c} per "
+        f"worker process; {each}",
+        "",
+        "| measurement | jobs | seconds | jobs/s | runs, jobs/s | vs 1 shard | vs raw loop, 1 shard |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in result.claim:
+        lines.append(f"| {r.name} | {r.jobs:,} | {r.seconds:.2f} | {r.rate:,.0f} | {_runs(r)} | {r.ratio:.0%} | "
+                     f"{r.raw_ratio:.0%} |")
+    lines += [
+        "",
+        f"Shards (b): shard 'hot', {result.hot_jobs:,} no-op jobs, 1 worker process (--shard hot, "
+        f"concurrency={c}), beside {result.other_pending:,} waiting jobs in 15 other shards; {each}",
+        "",
+        "| measurement | jobs | seconds | jobs/s | runs, jobs/s | vs empty table | vs raw loop, same table "
+        f"| within {1 - TARGET:.0%}? |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    verdicts = []
+    for i, r in enumerate(result.noisy):
+        if r.raw or i == 0:
+            verdict = "—"
+        elif "control" in r.name:
+            verdict = "(control)"
+        else:
+            verdict = _verdict(r)
+            verdicts.append(f"{r.name.removeprefix('finejobs, ')}: {r.ratio:.0%} → "
+                            f"{'met' if r.ratio >= TARGET else 'NOT met'}")
+        lines.append(f"| {r.name} | {r.jobs:,} | {r.seconds:.2f} | {r.rate:,.0f} | {_runs(r)} | {r.ratio:.0%} | "
+                     f"{r.raw_ratio:.0%} | {verdict} |")
+    lines += ["", f"Target: one shard within {1 - TARGET:.0%} of its empty-table figure. " + "; ".join(verdicts)
+              + "."]
+    return "\n".join(lines)
+
+
+def write_json(path: Path, title: str, rows: list[Row], latency: Latency | None,
+               shards: ShardsResult | None = None) -> None:
     doc: dict[str, Any] = {
         "title": title,
         "rows": [asdict(r) | {"rate": r.rate, "ratio": r.ratio} for r in rows],
         "latency": asdict(latency) if latency else None,
     }
+    if shards is not None:
+        doc["shards"] = asdict(shards) | {
+            "claim": [asdict(r) | {"rate": r.rate, "ratio": r.ratio} for r in shards.claim],
+            "noisy": [asdict(r) | {"rate": r.rate, "ratio": r.ratio, "target_met": None if r.raw else r.ratio >= TARGET}
+                      for r in shards.noisy],
+        }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2))
 

@@ -6,11 +6,14 @@ finejobs worker --app MODULE:ATTR [--shard NAME ...] [--concurrency N] [--poll-i
 finejobs enqueue KIND --payload JSON [--app MODULE:ATTR] [--shard S] [--run-at ISO] ...
 finejobs jobs list | show ID | retry ID | cancel ID
 finejobs stats
+finejobs shards add NAME... | list | drop NAME | move NAME --to DATABASE
 ```
 The database URL comes from ``--database-url`` (on the group or on any command) or from the environment
-variable FINEJOBS_DATABASE_URL. Every error ends as one line on stderr, ``finejobs: error: ...``, with
-exit status 2 for usage errors and 1 otherwise; passwords in URLs are never printed. Set
-FINEJOBS_DEBUG=1 to get the traceback of an unexpected error.
+variable FINEJOBS_DATABASE_URL. With several databases, ``--shard-map FILE`` (or FINEJOBS_SHARD_MAP) names
+a TOML shard map instead: migrate, jobs and stats then cover every database in it.
+Every error ends as one line on stderr, ``finejobs: error: ...``, with exit status 2 for usage errors and
+1 otherwise; passwords in URLs are never printed. Set FINEJOBS_DEBUG=1 to get the traceback of an
+unexpected error.
 """
 
 from __future__ import annotations
@@ -38,10 +41,11 @@ from finejobs.errors import ConfigurationError, EnqueueError, FinejobsError
 from finejobs.jobs import Job, JobState
 from finejobs.queue import Queue
 from finejobs.retry import Retry
-from finejobs.sharding import validate_shard_name
+from finejobs.sharding import validate_shard_name, validate_shard_pattern
 from finejobs.store import JobStore, Stats, available_migrations, mask_url
 
 URL_ENV = "FINEJOBS_DATABASE_URL"
+MAP_ENV = "FINEJOBS_SHARD_MAP"
 APP_ENV = "FINEJOBS_APP"
 DEBUG_ENV = "FINEJOBS_DEBUG"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
@@ -61,6 +65,7 @@ _secrets: set[str] = set()
 @dataclass
 class _Root:
     database_url: str | None = None
+    shard_map: str | None = None
 
 
 def _remember_secret(url: str) -> None:
@@ -90,7 +95,8 @@ def _database_url(ctx: click.Context, value: str | None, *, required: bool = Tru
     url = value or (root.database_url if root else None) or os.environ.get(URL_ENV) or None
     if url is None:
         if required:
-            raise ConfigurationError(f"no database URL: pass --database-url or set {URL_ENV}")
+            raise ConfigurationError(f"no database URL: pass --database-url or set {URL_ENV} "
+                                     f"(or a shard map: --shard-map FILE or {MAP_ENV})")
         return None
     _remember_secret(url)
     return url
@@ -116,6 +122,12 @@ def database_url_option(function: F) -> F:
     )(function)
 
 
+def database_option(function: F) -> F:
+    """``--database NAME``: which database of the shard map (job ids are per database)."""
+    return click.option("--database", "database", metavar="NAME", default=None,
+                        help="With a shard map: the database holding the job [default: the one that has it].")(function)
+
+
 def _store(queue: Queue) -> JobStore:
     """The queue's store (an unparsable URL raises ConfigurationError there)."""
     return queue.store
@@ -127,6 +139,48 @@ def _queue_for(url: str) -> Iterator[Queue]:
     queue = Queue(url)
     try:
         _store(queue).check_schema()
+        yield queue
+    finally:
+        queue.close()
+
+
+def _shard_map_path(ctx: click.Context) -> str | None:
+    root = ctx.find_object(_Root)
+    return (root.shard_map if root else None) or os.environ.get(MAP_ENV) or None
+
+
+def _configure(ctx: click.Context, queue: Queue, database_url: str | None, **options: Any) -> None:
+    """Point an app's queue at what the command line names: a URL (--database-url, the group's, then
+    FINEJOBS_DATABASE_URL), else a shard map (--shard-map, FINEJOBS_SHARD_MAP); else keep the app's own."""
+    root = ctx.find_object(_Root)
+    explicit = database_url or (root.database_url if root else None)
+    shard_map = _shard_map_path(ctx)
+    if explicit is None and shard_map is not None:
+        queue.configure(shard_map=shard_map, **options)
+    else:
+        queue.configure(url=_database_url(ctx, database_url, required=False), **options)
+    for name in queue.databases:
+        _remember_secret(queue.shard_map.url(name))
+
+
+@contextmanager
+def _queue_from(ctx: click.Context, database_url: str | None, *, check: bool = True) -> Iterator[Queue]:
+    """A throwaway Queue on what the command line names (a URL or a shard map), every database's schema
+    checked; its connections are closed afterwards."""
+    root = ctx.find_object(_Root)
+    explicit = database_url or (root.database_url if root else None)
+    shard_map = _shard_map_path(ctx)
+    if explicit is None and shard_map is not None:
+        queue = Queue(shard_map=shard_map)
+    else:
+        url = _database_url(ctx, database_url)
+        assert url is not None
+        queue = Queue(url)
+    try:
+        for name in queue.databases:
+            _remember_secret(queue.shard_map.url(name))
+            if check:
+                queue.store_of(name).check_schema()
         yield queue
     finally:
         queue.close()
@@ -181,6 +235,15 @@ def _check_shard(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
             continue
         try:
             validate_shard_name(name)
+        except EnqueueError as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    return value
+
+
+def _check_shard_pattern(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    for pattern in value:
+        try:
+            validate_shard_pattern(pattern)
         except EnqueueError as exc:
             raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
     return value
@@ -241,9 +304,12 @@ def load_app(path: str) -> Queue:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @database_url_option
+@click.option("--shard-map", "shard_map", metavar="FILE", default=None,
+              help=f"A TOML shard map placing shards on several databases [default: ${MAP_ENV}]; "
+                   "see docs/sharding.md. --database-url, when given, wins.")
 @click.version_option(__version__, prog_name="finejobs")
 @click.pass_context
-def cli(ctx: click.Context, database_url: str | None) -> None:
+def cli(ctx: click.Context, database_url: str | None, shard_map: str | None) -> None:
     """finejobs: durable background jobs on PostgreSQL, one job per work item.
 
     \b
@@ -258,7 +324,7 @@ def cli(ctx: click.Context, database_url: str | None) -> None:
     Errors are printed as one line on stderr; the exit status is 2 for usage errors and 1 for
     every other error. Set FINEJOBS_DEBUG=1 to see the traceback of an unexpected error.
     """
-    ctx.obj = _Root(database_url=database_url)
+    ctx.obj = _Root(database_url=database_url, shard_map=shard_map)
 
 
 # ---------------------------------------------------------------- migrate
@@ -268,25 +334,22 @@ def cli(ctx: click.Context, database_url: str | None) -> None:
 @database_url_option
 @click.pass_context
 def migrate(ctx: click.Context, database_url: str | None) -> None:
-    """Create or upgrade the finejobs tables.
+    """Create or upgrade the finejobs tables (in every database of the shard map).
 
     Applies the migrations this finejobs ships that the database lacks, in order, and prints each one
     it applied, or "up to date". Safe to run from several processes at once (an advisory lock
     serialises them).
     """
-    url = _database_url(ctx, database_url)
-    assert url is not None
-    queue = Queue(url)
-    try:
-        applied = _store(queue).migrate()
-    finally:
-        queue.close()
     names = {m.version: m.name for m in available_migrations()}
-    if not applied:
-        click.echo(f"up to date (schema version {max(names)})")
-        return
-    for version in applied:
-        click.echo(f"applied {version:04d}_{names.get(version, '?')}")
+    with _queue_from(ctx, database_url, check=False) as queue:
+        several = len(queue.databases) > 1
+        for database in queue.databases:
+            applied = queue.store_of(database).migrate()
+            where = f"{database}: " if several else ""
+            if not applied:
+                click.echo(f"{where}up to date (schema version {max(names)})")
+            for version in applied:
+                click.echo(f"{where}applied {version:04d}_{names.get(version, '?')}")
 
 
 # ---------------------------------------------------------------- worker
@@ -296,8 +359,9 @@ def migrate(ctx: click.Context, database_url: str | None) -> None:
 @click.option("--app", envvar=APP_ENV, show_envvar=True, required=True, metavar="MODULE:ATTR",
               help="The finejobs.Queue holding your job kinds, e.g. myapp.jobs:queue (a bare module "
                    "means its attribute 'queue'). Imported with the current directory on sys.path.")
-@click.option("--shard", "shards", multiple=True, metavar="NAME", callback=_check_shard,
-              help="Serve only this shard; repeat for several. Default: every shard.")
+@click.option("--shard", "shards", multiple=True, metavar="PATTERN", callback=_check_shard_pattern,
+              help="Serve only this shard, or the shards a glob matches ('district-*', matched again as "
+                   "shards appear); repeat for several. Default: every shard.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=10, show_default=True,
               help="How many jobs run at once (handler threads).")
 @click.option("--poll-interval", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
@@ -324,19 +388,24 @@ def worker(ctx: click.Context, app: str, shards: tuple[str, ...], concurrency: i
     service crashed.
 
     The database URL, when given (--database-url or FINEJOBS_DATABASE_URL), replaces the one the
-    app's Queue was created with.
+    app's Queue was created with; so does a shard map (--shard-map or FINEJOBS_SHARD_MAP). With a
+    shard map, the worker connects only to the databases that hold its shards (one set of
+    --concurrency slots per database).
 
     \b
-    Example:
+    Examples:
       finejobs worker --app myapp.jobs:queue --shard district-3 --concurrency 20
+      finejobs worker --app myapp.jobs:queue --shard 'district-*'
     """
     logging.basicConfig(stream=sys.stdout, level=log_level.upper(), format=LOG_FORMAT)
     queue = load_app(app)
-    url = _database_url(ctx, database_url, required=False)
-    queue.configure(url=url, pool_size=pool_size)
+    _configure(ctx, queue, database_url, pool_size=pool_size)
     try:
-        _remember_secret(queue.url)  # the app's own URL may carry a password too
-        log.info("finejobs %s: app=%s database=%s", __version__, app, _scrub(queue.url))
+        for name in queue.databases:
+            _remember_secret(queue.shard_map.url(name))  # the app's own URLs may carry a password too
+        log.info("finejobs %s: app=%s database=%s", __version__, app,
+                 ", ".join(f"{n}={_scrub(queue.shard_map.url(n))}" for n in queue.databases)
+                 if len(queue.databases) > 1 else _scrub(queue.url))
         _store(queue)
         queue.worker(shards=list(shards) or None, concurrency=concurrency, poll_interval=poll_interval,
                      shutdown_grace=shutdown_grace, lease=timedelta(seconds=lease)).run()
@@ -414,20 +483,19 @@ def enqueue(ctx: click.Context, kind: str, payload: str, app: str | None, shard:
             raise click.UsageError("--max-attempts applies only without --app (the kind's retry policy decides)",
                                    ctx=ctx)
         queue = load_app(app)
-        url = _database_url(ctx, database_url, required=False)
-        if url is not None:
-            queue.configure(url=url)
+        root = ctx.find_object(_Root)
+        if database_url or (root and root.database_url) or os.environ.get(URL_ENV) or _shard_map_path(ctx):
+            _configure(ctx, queue, database_url)
         try:
             queue.kind(kind)  # an unknown kind fails before touching the database
             _remember_secret(queue.url)
-            _store(queue).check_schema()
+            for name in queue.databases:
+                queue.store_of(name).check_schema()
             job = queue.enqueue(kind, data, **options)
         finally:
             queue.close()
     else:
-        url = _database_url(ctx, database_url)
-        assert url is not None
-        with _queue_for(url) as queue:
+        with _queue_from(ctx, database_url) as queue:
             _register_untyped(queue, kind, ctx, max_attempts=max_attempts or Retry().max_attempts)
             job = queue.enqueue(kind, data, **options)
     if as_json:
@@ -480,9 +548,7 @@ def jobs_list(ctx: click.Context, state: str | None, kind: str | None, shard: st
     Columns: id, kind, shard, state, attempt/max attempts, run_at (UTC) and the type of the
     last error.
     """
-    url = _database_url(ctx, database_url)
-    assert url is not None
-    with _queue_for(url) as queue:
+    with _queue_from(ctx, database_url) as queue:
         found = queue.jobs(state=state, kind=kind, shard=shard, limit=limit)
     if as_json:
         _echo_json([job.to_json() for job in found])
@@ -498,14 +564,13 @@ def jobs_list(ctx: click.Context, state: str | None, kind: str | None, shard: st
 @jobs.command("show")
 @click.argument("job_id", metavar="ID", type=int, callback=_check_job_id)
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@database_option
 @database_url_option
 @click.pass_context
-def jobs_show(ctx: click.Context, job_id: int, as_json: bool, database_url: str | None) -> None:
+def jobs_show(ctx: click.Context, job_id: int, as_json: bool, database: str | None, database_url: str | None) -> None:
     """Show every field of job ID, and each attempt's error with its traceback."""
-    url = _database_url(ctx, database_url)
-    assert url is not None
-    with _queue_for(url) as queue:
-        job = queue.get(job_id)
+    with _queue_from(ctx, database_url) as queue:
+        job = queue.get(job_id, database=database)
     if as_json:
         _echo_json(job.to_json())
         return
@@ -542,31 +607,30 @@ def _describe(job: Job) -> str:
 
 @jobs.command("retry")
 @click.argument("job_id", metavar="ID", type=int, callback=_check_job_id)
+@database_option
 @database_url_option
 @click.pass_context
-def jobs_retry(ctx: click.Context, job_id: int, database_url: str | None) -> None:
+def jobs_retry(ctx: click.Context, job_id: int, database: str | None, database_url: str | None) -> None:
     """Run a failed, expired or cancelled job again now, allowing one more attempt."""
-    url = _database_url(ctx, database_url)
-    assert url is not None
-    with _queue_for(url) as queue:
-        job = queue.retry(job_id)
+    with _queue_from(ctx, database_url) as queue:
+        job = queue.retry(job_id, database=database)
     click.echo(f"job {job.id} is {job.state.value} (attempt {job.attempt}/{job.max_attempts})")
 
 
 @jobs.command("cancel")
 @click.argument("job_id", metavar="ID", type=int, callback=_check_job_id)
 @click.option("--reason", default="cancelled by operator", show_default=True, help="Recorded on the job.")
+@database_option
 @database_url_option
 @click.pass_context
-def jobs_cancel(ctx: click.Context, job_id: int, reason: str, database_url: str | None) -> None:
+def jobs_cancel(ctx: click.Context, job_id: int, reason: str, database: str | None,
+                database_url: str | None) -> None:
     """Cancel a waiting or running job.
 
     A running handler is not interrupted, but its outcome is ignored: the job stays cancelled.
     """
-    url = _database_url(ctx, database_url)
-    assert url is not None
-    with _queue_for(url) as queue:
-        job = queue.cancel(job_id, reason=reason)
+    with _queue_from(ctx, database_url) as queue:
+        job = queue.cancel(job_id, reason=reason, database=database)
     click.echo(f"job {job.id} is {job.state.value}")
 
 
@@ -578,10 +642,9 @@ def jobs_cancel(ctx: click.Context, job_id: int, reason: str, database_url: str 
 @database_url_option
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool, database_url: str | None) -> None:
-    """Count jobs by state, by kind and by shard ('scheduled' = waiting for a future run_at)."""
-    url = _database_url(ctx, database_url)
-    assert url is not None
-    with _queue_for(url) as queue:
+    """Count jobs by state, by kind and by shard ('scheduled' = waiting for a future run_at), summed over
+    every database of the shard map."""
+    with _queue_from(ctx, database_url) as queue:
         counts = queue.stats()
     if as_json:
         _echo_json(counts.to_json())
@@ -615,6 +678,7 @@ def _stats_text(counts: Stats) -> str:
 
 
 from finejobs import cli_schedules as _cli_schedules  # noqa: E402, F401  (registers `finejobs schedules`)
+from finejobs import cli_shards as _cli_shards  # noqa: E402, F401  (registers `finejobs shards`)
 
 # ---------------------------------------------------------------- entry point
 

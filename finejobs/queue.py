@@ -29,7 +29,15 @@ from finejobs.schedule_ops import Schedules
 from finejobs.scheduler import ScheduleSpec, make_spec
 from finejobs.schedules import Rule
 from finejobs.sharding import DEFAULT_SHARD, ShardMap, ShardRule, rule_from_options, validate_shard_name
-from finejobs.store import JobStore, NewJob, Stats, UserConnection, connection_database_id, mask_url
+from finejobs.store import (
+    JobStore,
+    NewJob,
+    Stats,
+    UserConnection,
+    connection_database_id,
+    mask_url,
+    normalize_url,
+)
 
 if TYPE_CHECKING:
     from finejobs.worker import Worker
@@ -208,7 +216,9 @@ class Queue:
                 elif self._url is None and os.environ.get(SHARD_MAP_ENV):
                     self._resolved_map = ShardMap.from_toml(os.environ[SHARD_MAP_ENV])
                 else:
-                    self._resolved_map = ShardMap.single(self._single_url())
+                    url = self._single_url()
+                    normalize_url(url)  # a clear "not a PostgreSQL URL" error
+                    self._resolved_map = ShardMap.single(url)
             return self._resolved_map
 
     @property

@@ -292,7 +292,7 @@ _CLAIM = sa.text(
     UPDATE finejobs_jobs j
     SET state = 'running', attempt = j.attempt + 1, claims = j.claims + 1, lease_owner = :owner,
         lease_expires_at = :lease_deadline, started_at = :now
-    WHERE j.id = ANY(ARRAY(SELECT id FROM picked))
+    WHERE j.shard = :shard AND j.id = ANY(ARRAY(SELECT id FROM picked))
     RETURNING j.*
     """
 )
@@ -1233,14 +1233,11 @@ class JobStore:
                 assert isinstance(driver, psycopg.Connection)
                 with driver.cursor() as cur:
                     yield conn, cur
-        except sa.exc.OperationalError as exc:
-            if isinstance(exc.orig, psycopg.errors.LockNotAvailable):
-                raise FinejobsError(
-                    f"could not lock the job table within {lock_timeout.total_seconds():g}s (a long transaction "
-                    "holds it); try again"
-                ) from exc
-            raise
-        except psycopg.errors.LockNotAvailable as exc:
+        except (DatabaseUnavailable, psycopg.errors.LockNotAvailable) as exc:
+            cause = exc.__cause__ if isinstance(exc, DatabaseUnavailable) else exc
+            orig = cause.orig if isinstance(cause, sa.exc.DBAPIError) else cause
+            if not isinstance(orig, psycopg.errors.LockNotAvailable):
+                raise
             raise FinejobsError(
                 f"could not lock the job table within {lock_timeout.total_seconds():g}s (a long transaction "
                 "holds it); try again"

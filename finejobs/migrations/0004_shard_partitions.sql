@@ -73,9 +73,11 @@ SELECT id, kind, shard, payload, state, priority, run_at, expires_at, attempt, m
        claims
 FROM finejobs_jobs_0003;
 
-SELECT setval(pg_get_serial_sequence('finejobs_jobs', 'id'),
-              GREATEST((SELECT max(id) FROM finejobs_jobs_0003), (SELECT last_value FROM finejobs_jobs_0003_id_seq),
-                       1));
+-- Ids go on after the highest ever handed out (pruned jobs' ids are not reused).
+SELECT setval(pg_get_serial_sequence('finejobs_jobs', 'id'), v)
+FROM (SELECT GREATEST((SELECT max(id) FROM finejobs_jobs_0003),
+                      (SELECT CASE WHEN is_called THEN last_value END FROM finejobs_jobs_0003_id_seq)) AS v) AS x
+WHERE v IS NOT NULL;
 
 DROP TABLE finejobs_jobs_0003;
 
