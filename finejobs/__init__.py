@@ -20,14 +20,19 @@ from finejobs.retry import Retry
 from finejobs.schedule_ops import Schedule, ScheduleRun
 from finejobs.scheduler import ScheduleNotFound, ScheduleSpec
 from finejobs.schedules import Adaptive, Cron, DailyAt, Every, Once, RRule, Rule
-from finejobs.store import Stats
+from finejobs.shard_move import MoveReport, move_shard
+from finejobs.sharding import ByField, ByHash, ShardMap, ShardRule, hash_bucket
+from finejobs.store import ShardInfo, Stats
 from finejobs.worker import Worker, WorkerCrashed
+from finejobs.worker_group import WorkerGroup
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Adaptive",
     "AttemptError",
+    "ByField",
+    "ByHash",
     "Cancel",
     "ConfigurationError",
     "Cron",
@@ -44,6 +49,7 @@ __all__ = [
     "JobNotFound",
     "JobSpec",
     "JobState",
+    "MoveReport",
     "Once",
     "PayloadError",
     "Queue",
@@ -55,10 +61,16 @@ __all__ = [
     "ScheduleRun",
     "ScheduleSpec",
     "SchemaError",
+    "ShardInfo",
+    "ShardMap",
+    "ShardRule",
     "Snooze",
     "Stats",
     "UnknownKindError",
     "Worker",
     "WorkerCrashed",
+    "WorkerGroup",
     "__version__",
+    "hash_bucket",
+    "move_shard",
 ]

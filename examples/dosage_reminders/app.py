@@ -38,6 +38,7 @@ _client = httpx.Client(timeout=2.0)
                          on=(GatewayError, httpx.TransportError)),
     expires_in=timedelta(hours=1),
     timeout=timedelta(seconds=10),
+    shard_by="district",  # {"district": 3, ...} -> shard "district-3": one slice per district
 )
 def send_alert(alert: DosageAlert) -> None:
     """Send one reminder through the gateway, by the patient's preferred channel."""
@@ -56,7 +57,8 @@ def alert_key(patient_id: int, dose_at: datetime) -> str:
 
 
 def shard_for(district: int) -> str:
-    return f"district-{district}"
+    """The shard send_alert's routing rule gives a district's alerts (for workers and reports)."""
+    return send_alert.shard_for({"district": district})
 
 
 def plan_alerts(engine: sa.Engine, now: datetime) -> list[finejobs.Job]:
@@ -78,7 +80,6 @@ def plan_alerts(engine: sa.Engine, now: datetime) -> list[finejobs.Job]:
             finejobs.JobSpec(
                 DosageAlert(patient_id=d.id, district=d.district, dose_at=d.dose_at, dose=d.dose,
                             channel=d.channel, phone=d.phone),
-                shard=shard_for(d.district),
                 unique_key=alert_key(d.id, d.dose_at),
                 run_at=now,
                 expires_at=d.dose_at + timedelta(hours=1),

@@ -94,6 +94,7 @@ def run(opts: Options) -> int:
     queue.schedules.sync()  # the hourly planner, declared in app.py (workers also do this when they start)
 
     districts = [shard_for(d) for d in range(1, opts.districts + 1)]
+    queue.store.shard_add(districts)  # a partition per district: `finejobs shards add district-1 ...`
     groups = [districts[i::opts.workers] for i in range(min(opts.workers, len(districts)))]
     groups[0] = ["default", *groups[0]]  # the planner's own jobs live in the default shard
     workers = [queue.worker(shards=group, concurrency=opts.concurrency, poll_interval=0.2, maintenance_interval=0.5)
