@@ -85,7 +85,7 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
             drop_database(database_url, url)
     if "shards" in selected:
         shards = bench_shards(database_url, claim_jobs=shard_jobs, hot_jobs=hot_jobs, other_pending=other_pending,
-                              concurrency=max(concurrencies), repeats=repeats)
+                              concurrency=max(concurrencies), repeats=repeats, controls=not quick)
     print(title)
     if "core" in selected:
         print()

@@ -133,7 +133,7 @@ def start_workers(url: str, shard_sets: Sequence[Sequence[str]], concurrency: in
             stop_workers(url, procs)
             raise TimeoutError("worker processes did not start listening within 60s")
         time.sleep(0.05)
-    time.sleep(0.3)  # past LISTEN: the producers are polling
+    time.sleep(0.2)  # past LISTEN: the producers are polling
     return procs
 
 
@@ -171,7 +171,7 @@ def _enqueuer(queue_kind: finejobs.JobKind[[Noop], None], n: int, shards: Sequen
 def drain_with_workers(url: str, procs: list[subprocess.Popen[bytes]], n: int, enqueue: Enqueue,
                        clean: Callable[[], None]) -> float:
     """Seconds for the running workers to finish n jobs made due at one common run_at after the enqueue."""
-    lead = 0.5 + n / 20_000
+    lead = 0.2 + n / 20_000
     while True:
         after_id = _max_id(url)
         run_at = finejobs.clock.utcnow() + timedelta(seconds=lead)
@@ -208,7 +208,7 @@ def _median_rate(n: int, runs: Sequence[float]) -> float:
 # ---------------------------------------------------------------- (a) 1 shard vs 16 shards
 
 
-def _bench_claim(server_url: str, *, n: int, concurrency: int, repeats: int) -> list[ShardRow]:
+def _bench_claim(server_url: str, *, n: int, concurrency: int, repeats: int, controls: bool) -> list[ShardRow]:
     url = create_database(server_url)
     names = [f"bench-{i:02d}" for i in range(N_SHARDS)]
     one = names[:1]
@@ -247,10 +247,10 @@ def _bench_claim(server_url: str, *, n: int, concurrency: int, repeats: int) -> 
         fj_one = workers_runs("1 shard", [one] * WORKER_PROCESSES, one)
         queue.store.shard_add(names[1:])
         raw_all = raw_runs("raw loop, 16 shards", names)
-        fj_one_16 = workers_runs("1 shard, 16 partitions", [one] * WORKER_PROCESSES, one)
+        fj_one_16 = workers_runs("1 shard, 16 partitions", [one] * WORKER_PROCESSES, one) if controls else ()
         fj_every = workers_runs("16 shards, all 16 per worker", every, names)
         fj_quarters = workers_runs("16 shards, 4 per worker", quarters, names)
-        fj_discover = workers_runs("16 shards, discovered", [[]] * WORKER_PROCESSES, names)
+        fj_discover = workers_runs("16 shards, discovered", [[]] * WORKER_PROCESSES, names) if controls else ()
     finally:
         queue.close()
         drop_database(server_url, url)
@@ -265,15 +265,16 @@ def _bench_claim(server_url: str, *, n: int, concurrency: int, repeats: int) -> 
         return ShardRow("claim", name, n, runs, "raw loop, 1 shard" if raw else "finejobs, 1 shard",
                         raw_rate if raw else one_rate, raw_rates if raw else one_rates, raw_rate, raw=raw)
 
-    return [
+    rows = [
         row(f"raw SKIP LOCKED loop k={RAW_K}, 1 connection, 1 shard", raw_one, raw=True),
         row(f"raw SKIP LOCKED loop k={RAW_K}, 1 connection, 16 shards in turn", raw_all, raw=True),
         row(f"{procs}, 1 shard (--shard bench-00)", fj_one),
-        row(f"{procs}, 1 shard, 15 empty partitions beside it", fj_one_16),
-        row(f"{procs}, 16 shards, each worker serves all 16", fj_every),
+        row(f"{procs}, 1 shard, 15 empty partitions beside it (control)", fj_one_16),
+        row(f"{procs}, 16 shards, each worker serves all 16 (--shard x16)", fj_every),
         row(f"{procs}, 16 shards, each worker serves 4 of them", fj_quarters),
         row(f"{procs}, 16 shards, workers discover them (no --shard)", fj_discover),
     ]
+    return [r for r in rows if r.runs]  # without controls, two are not measured
 
 
 # ---------------------------------------------------------------- (b) a hot shard beside 1M waiting jobs
@@ -292,7 +293,8 @@ def fill_others(url: str, n: int) -> None:
         conn.execute("CHECKPOINT")
 
 
-def _bench_noisy(server_url: str, *, n: int, other: int, concurrency: int, repeats: int) -> list[ShardRow]:
+def _bench_noisy(server_url: str, *, n: int, other: int, concurrency: int, repeats: int,
+                 controls: bool) -> list[ShardRow]:
     url = create_database(server_url)
     others = [f"other-{i:02d}" for i in range(N_OTHER_SHARDS)]
     queue, noop = _queue(url)
@@ -333,8 +335,10 @@ def _bench_noisy(server_url: str, *, n: int, other: int, concurrency: int, repea
         queue.store.shard_add(others)
         fill_others(url, other)
         in_own = phase(f"{other:,} waiting in 15 partitions")
-        truncate(url)
-        again = phase("empty table again, 16 partitions")
+        again: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
+        if controls:
+            truncate(url)
+            again = phase("empty table again, 16 partitions")
     finally:
         queue.close()
         drop_database(server_url, url)
@@ -343,13 +347,15 @@ def _bench_noisy(server_url: str, *, n: int, other: int, concurrency: int, repea
     fj_ref_rates = tuple(sorted(n / s for s in empty[0]))
     raw_ref_rates = tuple(sorted(n / s for s in empty[1]))
     million = f"{other / 1e6:g}M" if other >= 100_000 else f"{other:,}"
-    rows = []
-    for label, (fj, raw) in (
+    phases = [
         ("empty table (hot partition only)", empty),
         (f"{million} waiting in 15 other shards, default partition", in_default),
         (f"{million} waiting in 15 other shards, a partition each", in_own),
-        ("empty table again, 16 partitions (control)", again),
-    ):
+    ]
+    if controls:
+        phases.append(("empty table again, 16 partitions (control)", again))
+    rows = []
+    for label, (fj, raw) in phases:
         raw_rate = _median_rate(n, raw)
         rows.append(ShardRow("noisy", f"finejobs, {label}", n, fj, "finejobs, empty table", fj_ref, fj_ref_rates,
                              raw_rate))
@@ -362,9 +368,14 @@ def _bench_noisy(server_url: str, *, n: int, other: int, concurrency: int, repea
 
 
 def bench_shards(server_url: str, *, claim_jobs: int, hot_jobs: int, other_pending: int, concurrency: int,
-                 repeats: int) -> ShardsResult:
-    """Both questions, each in a database of its own on the server of ``server_url``."""
-    claim = _bench_claim(server_url, n=claim_jobs, concurrency=concurrency, repeats=repeats)
-    noisy = _bench_noisy(server_url, n=hot_jobs, other=other_pending, concurrency=concurrency, repeats=repeats)
+                 repeats: int, controls: bool = True) -> ShardsResult:
+    """Both questions, each in a database of its own on the server of ``server_url``.
+
+    ``controls``: also the rows that explain the others (1 shard beside 15 empty partitions, workers that
+    discover their shards, the empty table again with 16 partitions); --quick leaves them out.
+    """
+    claim = _bench_claim(server_url, n=claim_jobs, concurrency=concurrency, repeats=repeats, controls=controls)
+    noisy = _bench_noisy(server_url, n=hot_jobs, other=other_pending, concurrency=concurrency, repeats=repeats,
+                         controls=controls)
     return ShardsResult(concurrency=concurrency, repeats=repeats, claim_jobs=claim_jobs, hot_jobs=hot_jobs,
                         other_pending=other_pending, claim=claim, noisy=noisy)
