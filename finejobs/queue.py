@@ -425,6 +425,8 @@ class Queue:
         from finejobs.worker import Worker
         from finejobs.worker_group import WorkerGroup
 
+        if "database" in options:
+            return Worker(self, **options)
         databases = self.shard_map.databases_for(options.get("shards") or None)
         if len(databases) == 1:
             return Worker(self, database=databases[0], **options)

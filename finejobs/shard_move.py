@@ -74,12 +74,13 @@ def move_shard(
     deadline = time.monotonic() + wait
     while True:
         for name in names:
+            source = queue.store_of(name)
+            # An interrupted earlier move may have left rows in any database's outbox, the target's too.
+            _send_outbox(queue, source, name, shard, batch, report, say)
             if name == to:
                 continue
-            source = queue.store_of(name)
             # Leases that ran out in a source (nobody may serve the shard there any more) come back first.
             source.job_rescue_expired_leases(now=queue.clock(), shards=[shard])
-            _send_outbox(queue, source, name, shard, batch, report, say)
             while source.shard_move_stage(shard=shard, target=to, limit=batch, now=queue.clock()):
                 _send_outbox(queue, source, name, shard, batch, report, say)
         report.left = {name: queue.store_of(name).shard_unfinished(shard=shard) for name in names if name != to}

@@ -238,7 +238,8 @@ class Worker:
         Uses the same claim, handler and completion code as ``run()``, without threads, so tests can
         drive a worker step by step with an injected clock.
         """
-        self._pending_shards = None  # "what is due now": look at every shard afresh
+        if self.shards is None or self._globs:
+            self._pending_shards = None  # "what is due now": look at every shard afresh
         jobs = self._claim(self.concurrency)
         for job in jobs:
             run = self._launch_record(job)
@@ -328,7 +329,9 @@ class Worker:
         (serving all) the shards with waiting jobs, looked up again every shard_refresh_interval, after an
         empty round, and when a notification names a shard not seen yet. Only shards of this database."""
         if self.shards is not None and not self._globs:
-            return self.shards
+            if self._pending_shards is None:
+                self._pending_shards = [s for s in self.shards if self.owns(s)]
+            return self._pending_shards
         now = time.monotonic()
         if (self._pending_shards is None or not self._last_round_claimed
                 or now >= self._pending_shards_at + self.shard_refresh_interval):
