@@ -481,6 +481,8 @@ _PARTITIONS = sa.text(
 )
 _PARTITION_BOUND = re.compile(r"^FOR VALUES IN \('([a-z0-9_.-]+)'\)$")
 
+_RUNNING_SHARDS = sa.text("SELECT DISTINCT shard FROM finejobs_jobs WHERE state = 'running'")  # few rows
+
 _UNFINISHED_IN_SHARD = sa.text(
     "SELECT count(*) FROM finejobs_jobs WHERE shard = :shard AND state IN ('available', 'running')"
 )
@@ -1163,8 +1165,11 @@ class JobStore:
             return _shard_partitions(conn)
 
     def shard_list_known(self) -> list[str]:
-        """The shards that have a partition or waiting jobs, by name: what a glob is matched against."""
-        return sorted(set(self.shard_partitions()) | set(self.shard_list_pending()))
+        """The shards that have a partition, waiting jobs or running jobs, by name: what a glob is matched
+        against (running ones too, so that a glob worker rescues a lost lease in a shard nothing waits in)."""
+        with self.transaction(autocommit=True) as conn:
+            running = set(conn.execute(_RUNNING_SHARDS).scalars())
+        return sorted(set(self.shard_partitions()) | set(self.shard_list_pending()) | running)
 
     def shard_list(self, *, now: datetime) -> list[ShardInfo]:
         """Every shard that has a partition or jobs, with its counts by state."""
