@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from finejobs._globs import first_matches
 from finejobs.errors import ConfigurationError, InvalidJobOptions, PayloadError
 
 DEFAULT_SHARD = "default"
@@ -388,8 +389,12 @@ class ShardMap:
                 needed.add(self.database_for(pattern))
                 continue
             needed.update(name for shard, name in self._exact.items() if fnmatch.fnmatchcase(shard, pattern))
-            needed.update(name for _, name in self._globs)  # a glob may overlap any other glob
-            needed.add(self._default)
+            owners = first_matches(pattern, [glob for glob, _ in self._globs])
+            if owners is None:  # too large to work out: any database with a glob, and the default
+                needed.update(name for _, name in self._globs)
+                needed.add(self._default)
+            else:
+                needed.update(self._default if i is None else self._globs[i][1] for i in owners)
         return [name for name in self._urls if name in needed]
 
     def to_dict(self) -> dict[str, Any]:
