@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -89,7 +90,8 @@ def shards_markdown(result: ShardsResult) -> str:
         lines.append(f"| {r.name} | {r.jobs:,} | {r.seconds:.2f} | {r.rate:,.0f} | {_runs(r)} | {r.ratio:.0%} | "
                      f"{r.raw_ratio:.0%} | {verdict} |")
     lines += ["", f"Target: one shard within {1 - TARGET:.0%} of its empty-table figure. " + "; ".join(verdicts)
-              + "."]
+              + f". Load average (1 min, {os.cpu_count()} CPUs): {result.load[0]:.1f} before, {result.load[1]:.1f} "
+              "after."]
     return "\n".join(lines)
 
 

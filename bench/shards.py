@@ -1,8 +1,8 @@
 """Shards: claim throughput over 1 vs 16 shards, and one shard's throughput beside 1M waiting jobs elsewhere.
 
 (a) N no-op jobs in one shard, then the same N spread over 16 shards (each with a partition of its own),
-    drained by 4 worker processes (the real CLI) serving all 16 shards, 4 shards each, or the shards they
-    discover (no --shard).
+    drained by 4 worker processes (the real CLI) serving all 16 shards (by glob, or by name), 4 shards each,
+    or the shards they discover (no --shard).
 (b) One worker process drains a backlog in shard "hot" (a partition of its own): with the table otherwise
     empty, then beside 1M waiting (due) jobs in 15 other shards, in the default partition and in partitions
     of their own, then the empty table again (16 partitions left: the control).
@@ -93,8 +93,12 @@ class ShardsResult:
     claim_jobs: int
     hot_jobs: int
     other_pending: int
+    load: tuple[float, float] = (0.0, 0.0)  # the machine's 1-minute load average before and after
     claim: list[ShardRow] = field(default_factory=list)
     noisy: list[ShardRow] = field(default_factory=list)
+
+
+Enqueue = Callable[[datetime | None], None]
 
 
 def _log(message: str) -> None:
@@ -113,49 +117,70 @@ def _listening(url: str) -> int:
         return int(row[0])
 
 
-def start_workers(url: str, shard_sets: Sequence[Sequence[str]], concurrency: int) -> list[subprocess.Popen[bytes]]:
+@dataclass
+class Workers:
+    """Worker processes (the real CLI), started and idle. ``lead``: how far ahead the jobs of a run are made
+    due, so that the enqueue is over before they are; it grows when an enqueue overruns it."""
+
+    url: str
+    procs: list[subprocess.Popen[bytes]]
+    lead: float = 0.0
+
+    def drain(self, n: int, enqueue: Enqueue, clean: Callable[[], None]) -> float:
+        """Seconds for the workers to finish n jobs, all due at one run_at after the enqueue (as bench.core)."""
+        self.lead = max(self.lead, 0.3 + n / 20_000)
+        while True:
+            after_id = _max_id(self.url)
+            run_at = finejobs.clock.utcnow() + timedelta(seconds=self.lead)
+            enqueue(run_at)
+            late = finejobs.clock.utcnow() > run_at - timedelta(seconds=0.1)
+            seconds = _succeeded_span(self.url, n, timeout=300, after_id=after_id, procs=self.procs)
+            if not late:
+                return seconds
+            # The workers started before the enqueue was over: discard the run, clean up, again.
+            _log(f"the enqueue overran the {self.lead:.1f}s lead: run discarded, again with {self.lead * 2:.1f}s")
+            self.lead *= 2
+            clean()
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        deadline = time.monotonic() + 10
+        while _listening(self.url) and time.monotonic() < deadline:  # their connections gone before a new count
+            time.sleep(0.05)
+
+
+def start_workers(url: str, shard_sets: Sequence[Sequence[str]], concurrency: int) -> Workers:
     """One worker process per shard set (an empty set: every shard), started and idle when this returns."""
     env = dict(os.environ, FINEJOBS_DATABASE_URL=url)
-    procs = []
+    workers = Workers(url, [])
     for shards in shard_sets:
         args = [sys.executable, "-m", "finejobs", "worker", "--app", "bench.noop_app:queue",
                 "--concurrency", str(concurrency), "--poll-interval", "0.02", "--log-level", "WARNING"]
         for shard in shards:
             args += ["--shard", shard]
-        procs.append(subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL))
+        workers.procs.append(subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL))
     deadline = time.monotonic() + 60
-    while _listening(url) < len(procs):
-        dead = [p.returncode for p in procs if p.poll() is not None]
-        if dead:
-            stop_workers(url, procs)
-            raise RuntimeError(f"a worker process exited at start (exit {dead[0]}); its error is above")
-        if time.monotonic() > deadline:
-            stop_workers(url, procs)
-            raise TimeoutError("worker processes did not start listening within 60s")
+    while _listening(url) < len(workers.procs):
+        dead = [p.returncode for p in workers.procs if p.poll() is not None]
+        if dead or time.monotonic() > deadline:
+            workers.stop()
+            if dead:
+                raise RuntimeError(f"a worker process exited at start (exit {dead[0]}); its error is above")
+            raise TimeoutError("the worker processes did not start listening within 60s")
         time.sleep(0.05)
     time.sleep(0.2)  # past LISTEN: the producers are polling
-    return procs
-
-
-def stop_workers(url: str, procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-    deadline = time.monotonic() + 10
-    while _listening(url) and time.monotonic() < deadline:  # let their connections go before the next count
-        time.sleep(0.05)
+    return workers
 
 
 # ---------------------------------------------------------------- one measurement
-
-
-Enqueue = Callable[[datetime | None], None]
 
 
 def _enqueuer(queue_kind: finejobs.JobKind[[Noop], None], n: int, shards: Sequence[str]) -> Enqueue:
@@ -166,23 +191,6 @@ def _enqueuer(queue_kind: finejobs.JobKind[[Noop], None], n: int, shards: Sequen
             for start in range(0, len(items), BATCH):
                 queue_kind.enqueue_many(items[start:start + BATCH], shard=shard, run_at=run_at)
     return enqueue
-
-
-def drain_with_workers(url: str, procs: list[subprocess.Popen[bytes]], n: int, enqueue: Enqueue,
-                       clean: Callable[[], None]) -> float:
-    """Seconds for the running workers to finish n jobs made due at one common run_at after the enqueue."""
-    lead = 0.2 + n / 20_000
-    while True:
-        after_id = _max_id(url)
-        run_at = finejobs.clock.utcnow() + timedelta(seconds=lead)
-        enqueue(run_at)
-        late = finejobs.clock.utcnow() > run_at - timedelta(seconds=0.1)
-        seconds = _succeeded_span(url, n, timeout=300, after_id=after_id, procs=procs)
-        if not late:
-            return seconds
-        lead *= 2  # the enqueue overran the lead: the workers started early; discard, clean up, again
-        _log(f"enqueue overran the {lead / 2:.1f}s lead; run discarded, retrying with {lead:.1f}s")
-        clean()
 
 
 def raw_drain(url: str, shards: Sequence[str], n: int, k: int = RAW_K) -> float:
@@ -219,15 +227,15 @@ def _bench_claim(server_url: str, *, n: int, concurrency: int, repeats: int, con
         def workers_runs(label: str, shard_sets: Sequence[Sequence[str]], shards: Sequence[str]) -> tuple[float, ...]:
             enqueue = _enqueuer(noop, n, shards)
             truncate(url)
-            procs = start_workers(url, shard_sets, concurrency)
+            workers = start_workers(url, shard_sets, concurrency)
             runs = []
             try:
                 for r in range(repeats):
-                    runs.append(drain_with_workers(url, procs, n, enqueue, lambda: truncate(url)))
+                    runs.append(workers.drain(n, enqueue, lambda: truncate(url)))
                     _log(f"{label}, run {r + 1}/{repeats}: {n / runs[-1]:,.0f} jobs/s")
                     truncate(url)
             finally:
-                stop_workers(url, procs)
+                workers.stop()
             return tuple(runs)
 
         def raw_runs(label: str, shards: Sequence[str]) -> tuple[float, ...]:
@@ -241,6 +249,7 @@ def _bench_claim(server_url: str, *, n: int, concurrency: int, repeats: int, con
             truncate(url)
             return tuple(runs)
 
+        glob = [["bench-*"]] * WORKER_PROCESSES
         every = [names] * WORKER_PROCESSES
         quarters = [names[i::WORKER_PROCESSES] for i in range(WORKER_PROCESSES)]
         raw_one = raw_runs("raw loop, 1 shard", one)
@@ -248,7 +257,8 @@ def _bench_claim(server_url: str, *, n: int, concurrency: int, repeats: int, con
         queue.store.shard_add(names[1:])
         raw_all = raw_runs("raw loop, 16 shards", names)
         fj_one_16 = workers_runs("1 shard, 16 partitions", [one] * WORKER_PROCESSES, one) if controls else ()
-        fj_every = workers_runs("16 shards, all 16 per worker", every, names)
+        fj_glob = workers_runs("16 shards, all 16 per worker by glob", glob, names)
+        fj_every = workers_runs("16 shards, all 16 per worker by name", every, names) if controls else ()
         fj_quarters = workers_runs("16 shards, 4 per worker", quarters, names)
         fj_discover = workers_runs("16 shards, discovered", [[]] * WORKER_PROCESSES, names) if controls else ()
     finally:
@@ -270,11 +280,12 @@ def _bench_claim(server_url: str, *, n: int, concurrency: int, repeats: int, con
         row(f"raw SKIP LOCKED loop k={RAW_K}, 1 connection, 16 shards in turn", raw_all, raw=True),
         row(f"{procs}, 1 shard (--shard bench-00)", fj_one),
         row(f"{procs}, 1 shard, 15 empty partitions beside it (control)", fj_one_16),
-        row(f"{procs}, 16 shards, each worker serves all 16 (--shard x16)", fj_every),
-        row(f"{procs}, 16 shards, each worker serves 4 of them", fj_quarters),
+        row(f"{procs}, 16 shards, each worker serves all 16 (--shard 'bench-*')", fj_glob),
+        row(f"{procs}, 16 shards, each worker serves all 16 named (--shard x16)", fj_every),
+        row(f"{procs}, 16 shards, each worker serves 4 of them (--shard x4)", fj_quarters),
         row(f"{procs}, 16 shards, workers discover them (no --shard)", fj_discover),
     ]
-    return [r for r in rows if r.runs]  # without controls, two are not measured
+    return [r for r in rows if r.runs]  # without controls, three are not measured
 
 
 # ---------------------------------------------------------------- (b) a hot shard beside 1M waiting jobs
@@ -311,15 +322,15 @@ def _bench_noisy(server_url: str, *, n: int, other: int, concurrency: int, repea
         def phase(label: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
             """The hot backlog drained by one worker process (--shard hot), then by the raw loop."""
             clean_hot()
-            procs = start_workers(url, [[HOT]], concurrency)
+            workers = start_workers(url, [[HOT]], concurrency)
             runs = []
             try:
                 for r in range(repeats):
-                    runs.append(drain_with_workers(url, procs, n, enqueue, clean_hot))
+                    runs.append(workers.drain(n, enqueue, clean_hot))
                     _log(f"hot shard, {label}, run {r + 1}/{repeats}: {n / runs[-1]:,.0f} jobs/s")
                     clean_hot()
             finally:
-                stop_workers(url, procs)
+                workers.stop()
             raw = []
             for r in range(repeats):
                 enqueue(None)
@@ -371,11 +382,13 @@ def bench_shards(server_url: str, *, claim_jobs: int, hot_jobs: int, other_pendi
                  repeats: int, controls: bool = True) -> ShardsResult:
     """Both questions, each in a database of its own on the server of ``server_url``.
 
-    ``controls``: also the rows that explain the others (1 shard beside 15 empty partitions, workers that
-    discover their shards, the empty table again with 16 partitions); --quick leaves them out.
+    ``controls``: also the rows that explain the others (1 shard beside 15 empty partitions, all 16 shards by
+    name, workers that discover their shards, the empty table again with 16 partitions); --quick leaves them
+    out.
     """
+    load = os.getloadavg()[0]
     claim = _bench_claim(server_url, n=claim_jobs, concurrency=concurrency, repeats=repeats, controls=controls)
     noisy = _bench_noisy(server_url, n=hot_jobs, other=other_pending, concurrency=concurrency, repeats=repeats,
                          controls=controls)
     return ShardsResult(concurrency=concurrency, repeats=repeats, claim_jobs=claim_jobs, hot_jobs=hot_jobs,
-                        other_pending=other_pending, claim=claim, noisy=noisy)
+                        other_pending=other_pending, load=(load, os.getloadavg()[0]), claim=claim, noisy=noisy)

@@ -129,7 +129,9 @@ class JobKind(Generic[P, R]):
         priority: int | None = None,
         conn: UserConnection | None = None,
     ) -> list[Job]:
-        """Validate every item, then store them all in one statement (all or nothing).
+        """Validate every item, then store them all in one statement (all or nothing). With a shard map whose
+        databases hold the items' shards: one statement per database, each all or nothing (an invalid item
+        still writes nothing anywhere; a database that fails leaves the others' rows written).
 
         An item is a payload, or a ``JobSpec`` carrying a payload with options of its own.
         """
