@@ -81,16 +81,20 @@ def shards_list(ctx: click.Context, as_json: bool, database_url: str | None) -> 
 
 @shards.command("drop")
 @click.argument("name", callback=_check_shard)
+@click.option("--database", "database", metavar="NAME", default=None,
+              help="With a shard map: drop it in this database [default: the one the map places the shard in], "
+                   "e.g. the partition a moved shard left behind.")
 @database_url_option
 @click.pass_context
-def shards_drop(ctx: click.Context, name: str, database_url: str | None) -> None:
+def shards_drop(ctx: click.Context, name: str, database: str | None, database_url: str | None) -> None:
     """Drop shard NAME's partition. Refused while it has unfinished jobs (waiting or running).
 
     Its finished jobs are kept: they move to the default partition, where pruning deletes them after
     their retention like any other.
     """
     with _queue_from(ctx, database_url) as queue:
-        kept = queue.store_for(name).shard_drop(name)
+        store = queue.store_of(database) if database else queue.store_for(name)
+        kept = store.shard_drop(name)
     click.echo(f"dropped: {name} ({kept} finished job(s) kept in the default partition)")
 
 

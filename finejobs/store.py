@@ -1216,7 +1216,7 @@ class JobStore:
             unfinished = conn.execute(_UNFINISHED_IN_SHARD, {"shard": name}).scalar_one()
             if unfinished:
                 raise FinejobsError(
-                    f"cannot drop shard {name!r}: {unfinished} unfinished jobs (waiting or running) remain; "
+                    f"cannot drop shard {name!r}: {unfinished} unfinished job(s) (waiting or running) remain; "
                     "let workers finish them, cancel them, or move the shard first"
                 )
             ident = psql.Identifier(partition)
