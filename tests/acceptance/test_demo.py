@@ -6,6 +6,11 @@ import re
 import subprocess
 import sys
 
+import psycopg
+
+from finejobs.sharding import partition_name
+from finejobs.store import libpq_url
+
 from .helpers import REPO_ROOT, cli_env
 
 
@@ -31,3 +36,10 @@ def test_dosage_reminders_demo_sends_or_explains_every_alert(database_url: str) 
     assert "unfinished: 0" in out
     for district in ("district-1", "district-2", "district-3"):
         assert district in out
+    # The demo gives each district a partition of its own; every alert sits in its district's partition.
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        placed = conn.execute("SELECT shard, tableoid::regclass::text, count(*) FROM finejobs_jobs "
+                              "WHERE kind = 'dosage.alert' GROUP BY 1, 2").fetchall()
+    assert {shard for shard, _, _ in placed} == {"district-1", "district-2", "district-3"}
+    for shard, table, _ in placed:
+        assert table == partition_name(shard)
