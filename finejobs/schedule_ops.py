@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from finejobs.errors import FinejobsError
+from finejobs.errors import ConfigurationError, FinejobsError
 from finejobs.scheduler import (
     ScheduleNotFound,
     declare_all,
@@ -212,6 +212,7 @@ class Schedules:
             paused: bool = False, **options: Any) -> Schedule:
         """Store a new schedule (FinejobsError if the name is taken). Options as for ``queue.schedule``."""
         spec = make_spec(self.queue, name, kind, rule, payload=payload, **options)
+        self._check_home(spec.shard)
         now = self._now
         values = {**spec.values(now=now), "paused": paused, "source": "runtime"}
         if self.queue.store.schedule_insert(values=values, now=now) is None:
@@ -229,6 +230,7 @@ class Schedules:
             merged = {k: getattr(current, k) for k in _UPDATABLE}
             merged.update(changes)
             spec = make_spec(self.queue, name, merged.pop("kind"), merged.pop("rule"), **merged)
+            self._check_home(spec.shard)
             values = spec.values(now=self._now)
             values.pop("name")
             retimed = any(k in changes for k in ("rule", "start", "end")) or row.last_error is not None
@@ -239,6 +241,17 @@ class Schedules:
                                                 now=self._now):
                 return self.get(name)
         raise FinejobsError(f"schedule {name!r} kept changing while it was being updated; try again")
+
+    def _check_home(self, shard: str) -> None:
+        """These operations work in the default database; a tick's job must land where its shard lives."""
+        shard_map = self.queue.shard_map
+        home = shard_map.database_for(shard)
+        if home != shard_map.default:
+            raise ConfigurationError(
+                f"schedule operations work in the default database {shard_map.default!r}, but shard {shard!r} "
+                f"lives in database {home!r}: declare this schedule in code (queue.schedule(..., shard={shard!r})); "
+                "the workers of its database upsert it there"
+            )
 
     def delete(self, name: str) -> None:
         """Delete the schedule; the jobs it already made stay."""

@@ -558,3 +558,16 @@ def test_declared_schedule_lives_in_its_shards_database(queue: Queue, alert: Job
     assert count(urls["a"]) == 0
     assert len(worker.work_once()) == 1
     assert calls.items == [(12, "tick")]
+
+
+def test_runtime_schedule_operations_refuse_a_shard_outside_the_default_database(
+        queue: Queue, alert: JobKind[Any, Any], urls: dict[str, str]) -> None:
+    # Runtime operations write to the default database (a); a tick there for a shard of b would be a stray.
+    with pytest.raises(finejobs.ConfigurationError, match=r"shard 'district-12' lives in database 'b'"):
+        queue.schedules.add("report-12", alert, Every(hours=1), payload={"district": 12}, shard="district-12")
+    assert schedule_rows(urls["a"]) == [] and schedule_rows(urls["b"]) == []
+
+    queue.schedules.add("report-3", alert, Every(hours=1), payload={"district": 3}, shard="district-3")
+    with pytest.raises(finejobs.ConfigurationError, match="declare this schedule in code"):
+        queue.schedules.update("report-3", shard="district-12")
+    assert schedule_rows(urls["a"]) == [("report-3", "district-3", "runtime")]
