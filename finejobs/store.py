@@ -297,6 +297,31 @@ _CLAIM = sa.text(
     """
 )
 
+_CLAIM_SHARDS = sa.text(
+    # Several shards in one statement, at most :share jobs from each: the same ordered scan per shard as
+    # _CLAIM (a lateral subquery; each shard's partition is pruned at run time), in one round trip.
+    """
+    WITH picked AS MATERIALIZED (
+        SELECT p.id
+        FROM unnest(CAST(:shards AS text[])) AS s(shard)
+        CROSS JOIN LATERAL (
+            SELECT c.id FROM finejobs_jobs c
+            WHERE c.state = 'available' AND c.shard = s.shard AND c.run_at <= :now
+              AND c.kind = ANY(CAST(:kinds AS text[]))
+              AND (c.expires_at IS NULL OR c.expires_at > :now)
+            ORDER BY c.priority DESC, c.run_at, c.id
+            LIMIT :share
+            FOR UPDATE SKIP LOCKED
+        ) AS p
+    )
+    UPDATE finejobs_jobs j
+    SET state = 'running', attempt = j.attempt + 1, claims = j.claims + 1, lease_owner = :owner,
+        lease_expires_at = :lease_deadline, started_at = :now
+    WHERE j.shard = ANY(CAST(:shards AS text[])) AND j.id = ANY(ARRAY(SELECT id FROM picked))
+    RETURNING j.*
+    """
+)
+
 _PENDING_SHARDS = sa.text(
     # A skip scan over the claim index: one index probe per shard that has waiting jobs.
     """
@@ -967,6 +992,21 @@ class JobStore:
         params = {"owner": owner, "shard": shard, "kinds": list(kinds), "limit": limit, "now": now,
                   "lease_deadline": now + lease}
         rows = self._fast(_CLAIM, params)
+        return sorted((Job.from_row(r, now=now) for r in rows), key=_claim_order)
+
+    def job_claim_shards(
+        self, *, owner: str, shards: Sequence[str], kinds: Sequence[str], share: int, lease: timedelta,
+        now: datetime,
+    ) -> list[Job]:
+        """Claim up to ``share`` due jobs from each of ``shards`` in one statement (at most
+        ``share * len(shards)`` in all), in claim order within each shard."""
+        if share <= 0 or not kinds or not shards:
+            return []
+        if len(shards) == 1:
+            return self.job_claim(owner=owner, shard=shards[0], kinds=kinds, limit=share, lease=lease, now=now)
+        params = {"owner": owner, "shards": list(shards), "kinds": list(kinds), "share": share, "now": now,
+                  "lease_deadline": now + lease}
+        rows = self._fast(_CLAIM_SHARDS, params)
         return sorted((Job.from_row(r, now=now) for r in rows), key=_claim_order)
 
     def shard_list_pending(self) -> list[str]:

@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -286,31 +287,26 @@ class Worker:
                         timeout=self.claim_cooldown)
 
     def _claim(self, limit: int) -> list[Job]:
-        """Claim up to ``limit`` jobs, one statement per shard (each touches one partition).
+        """Claim up to ``limit`` jobs from the shards served.
 
-        Fair across shards: each shard first gets an equal share of the free slots, and only then do
-        shards with more waiting take the slots others left; the starting shard rotates every round, so
-        a shard with a backlog of 100k jobs cannot starve one with 10.
+        Fair across shards: each shard first gets an equal share of the free slots (one statement for all
+        of them), and only then do shards with more waiting take the slots others left; the starting shard
+        rotates every round (with more shards than free slots, the next ones get the next round), so a
+        shard with a backlog of 100k jobs cannot starve one with 10.
         """
         shards = self._shards_to_claim()
         if not shards:
             self._last_round_claimed = False
             return []
         start = self._rotation % len(shards)
-        self._rotation += 1
-        order = shards[start:] + shards[:start]
-        share = -(-limit // len(order))  # ceil
+        order = (shards[start:] + shards[:start])[:limit]
+        self._rotation += len(order) if len(order) < len(shards) else 1
+        share = limit // len(order)
         now = self.clock()
-        claimed: list[Job] = []
-        more: list[str] = []  # shards that filled their share: they may have more
-        for shard in order:
-            room = min(share, limit - len(claimed))
-            if room <= 0:
-                break
-            got = self._claim_in(shard, room, now)
-            claimed += got
-            if len(got) == room:
-                more.append(shard)
+        claimed = self.store.job_claim_shards(owner=self.worker_id, shards=order, kinds=self.kinds, share=share,
+                                              lease=self.lease, now=now)
+        taken = Counter(job.shard for job in claimed)
+        more = [shard for shard in order if taken[shard] == share]  # they may have more waiting
         for shard in more:
             room = limit - len(claimed)
             if room <= 0:

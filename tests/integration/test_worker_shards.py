@@ -214,3 +214,37 @@ def test_a_named_shard_worker_splits_its_slots_fairly(queue: Queue, noop: JobKin
     for _ in range(3):
         assert Counter(j.shard for j in worker.work_once()) == {"a": 2, "b": 2, "c": 2}
     assert waiting(db) == {"a": 14, "b": 14, "c": 14}
+
+
+# ---------------------------------------------------------------- one statement for several shards
+
+
+def test_claim_shards_takes_at_most_its_share_from_each_shard_in_one_statement(fresh: Queue, fresh_db: DB,
+                                                                                 clock: FakeClock) -> None:
+    fresh.store.shard_add(["p-a", "p-b"])  # two with partitions, one in the default partition
+    ok = fresh.kind("ok")
+    for shard, n in (("p-a", 5), ("p-b", 1), ("p-c", 3), ("p-d", 4)):
+        ok.enqueue_many([{}] * n, shard=shard)
+    got = fresh.store.job_claim_shards(owner="w1", shards=["p-a", "p-b", "p-c"], kinds=["ok"], share=2,
+                                       lease=timedelta(seconds=30), now=clock())
+    assert Counter(job.shard for job in got) == {"p-a": 2, "p-b": 1, "p-c": 2}  # p-d not asked for
+    assert all(job.state is JobState.RUNNING and job.lease_owner == "w1" for job in got)
+    running = fresh_db.execute("SELECT shard, count(*) FROM finejobs_jobs WHERE state = 'running' GROUP BY 1")
+    assert dict(running.fetchall()) == {"p-a": 2, "p-b": 1, "p-c": 2}
+    # The oldest first within each shard: the next claim takes the rest, never a job twice.
+    again = fresh.store.job_claim_shards(owner="w2", shards=["p-a", "p-b", "p-c"], kinds=["ok"], share=5,
+                                         lease=timedelta(seconds=30), now=clock())
+    assert Counter(job.shard for job in again) == {"p-a": 3, "p-c": 1}
+    assert not {job.id for job in got} & {job.id for job in again}
+
+
+def test_a_worker_with_more_shards_than_free_slots_visits_every_shard(fresh: Queue, clock: FakeClock) -> None:
+    ok = fresh.kind("ok")
+    shards = [f"s-{i:02d}" for i in range(10)]
+    for shard in shards:
+        ok.enqueue_many([{}] * 3, shard=shard)
+    worker = make_worker(fresh, shards=shards, concurrency=4)
+    seen: set[str] = set()
+    for _ in range(3):  # 4 slots a round, 10 shards: every shard within 3 rounds
+        seen |= {job.shard for job in worker.work_once()}
+    assert seen == set(shards)
