@@ -38,19 +38,22 @@ SECTIONS = ("core", "shards")
 @click.option("--latency-samples", default=200, show_default=True, help="Jobs for the latency measurement.")
 @click.option("--big-rows", default=1_000_000, show_default=True,
               help="Finished rows, and as many scheduled rows, for the big-table run (0 skips it).")
-@click.option("--shard-jobs", default=40_000, show_default=True,
+@click.option("--shard-jobs", default=20_000, show_default=True,
               help="Shards: no-op jobs per run over 1 and over 16 shards (4 worker processes).")
 @click.option("--hot-jobs", default=20_000, show_default=True,
               help="Shards: the backlog of shard 'hot' per run (1 worker process).")
 @click.option("--other-pending", default=1_000_000, show_default=True,
               help="Shards: waiting jobs in 15 other shards beside shard 'hot'.")
-@click.option("--repeats", default=3, show_default=True, help="Shards: runs per figure (the median is shown).")
+@click.option("--repeats", default=3, show_default=True, help="Shards: runs per figure of (a), 1 vs 16 shards.")
+@click.option("--hot-repeats", default=5, show_default=True,
+              help="Shards: runs per figure of (b), shard 'hot' beside waiting jobs (its verdict).")
 @click.option("--quick", is_flag=True, help="Tiny sizes: a smoke test, not a measurement.")
 @click.option("--out", type=click.Path(path_type=Path), default=RESULTS, show_default=True,
               help="Folder for bench.json and throughput.png.")
 def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_bulk: int, n_process: int,
          concurrencies: tuple[int, ...], process_counts: tuple[int, ...], latency_samples: int, big_rows: int,
-         shard_jobs: int, hot_jobs: int, other_pending: int, repeats: int, quick: bool, out: Path) -> None:
+         shard_jobs: int, hot_jobs: int, other_pending: int, repeats: int, hot_repeats: int, quick: bool,
+         out: Path) -> None:
     """Measure enqueue, processing, latency, big-table and shard throughput against a raw psycopg baseline.
 
     SECTIONS: core, shards (default: both)."""
@@ -61,7 +64,7 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
     if quick:
         n_single, n_bulk, n_process, latency_samples, big_rows = 50, 1000, 300, 20, 2000
         concurrencies, process_counts = (4,), (1,)
-        shard_jobs, hot_jobs, other_pending, repeats = 2000, 1000, 50_000, 1
+        shard_jobs, hot_jobs, other_pending, repeats, hot_repeats = 1000, 1000, 50_000, 1, 1
     selected = set(sections or SECTIONS)
     with psycopg.connect(libpq_url(database_url)) as conn:
         server = "PostgreSQL " + str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
@@ -85,7 +88,8 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
             drop_database(database_url, url)
     if "shards" in selected:
         shards = bench_shards(database_url, claim_jobs=shard_jobs, hot_jobs=hot_jobs, other_pending=other_pending,
-                              concurrency=max(concurrencies), repeats=repeats, controls=not quick)
+                              concurrency=max(concurrencies), repeats=repeats, hot_repeats=hot_repeats,
+                              controls=not quick)
     print(title)
     if "core" in selected:
         print()

@@ -2,20 +2,24 @@
 
 (a) N no-op jobs in one shard, then the same N spread over 16 shards (each with a partition of its own),
     drained by 4 worker processes (the real CLI) serving all 16 shards (by glob, or by name), 4 shards each,
-    or the shards they discover (no --shard).
-(b) One worker process drains a backlog in shard "hot" (a partition of its own): with the table otherwise
-    empty, then beside 1M waiting (due) jobs in 15 other shards, in the default partition and in partitions
-    of their own, then the empty table again (16 partitions left: the control).
+    or the shards they discover (no --shard). Control: 1 shard beside 15 empty partitions.
+(b) One worker process (--shard hot) drains a backlog in shard "hot" (a partition of its own): with the
+    table otherwise empty, and beside 1M waiting (due) jobs in 15 other shards, in the default partition or
+    in partitions of their own. Control: the empty table with 15 empty partitions beside "hot".
 
-Each figure is taken as in bench.core (a common future run_at, the workers started and idle beforehand, the
-figure from the rows' own timestamps) and repeated: the table gives the median and the range of the runs.
-The raw SKIP LOCKED loop (k=100, one connection, claim and finish in one statement, no worker) runs on the
-same layout in the same run, with no worker process alive.
+Every layout is a database of its own, set up once. A figure is taken as in bench.core (a common future
+run_at, the worker processes started and idle beforehand, the figure from the rows' own timestamps) and
+repeated; the runs go round the layouts in turn (run 1 of each, then run 2 of each...), so a drift of the
+machine's load hits every figure alike. The tables give the best run (other processes on the machine can
+only slow a run down) beside the median and the slowest. The raw SKIP LOCKED loop
+(k=100, one connection, claim and finish in one statement, no worker process alive) runs on the same
+databases, in the same rounds.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import psycopg
+import psycopg.sql
 
 import finejobs
 from bench.core import BATCH, REPO_ROOT, _max_id, _queue, _succeeded_span, create_database, drop_database, truncate
@@ -48,48 +53,56 @@ _RAW_CLAIM = (
 
 @dataclass(frozen=True)
 class ShardRow:
-    """One line of a shards table: the runs of one measurement, beside a reference and the raw loop."""
+    """One line of a shards table: the runs of one measurement, beside a reference and the raw loop.
+
+    The figure is the best run (the fastest): on a shared machine other processes can only slow a run down,
+    so the best run is the closest to what the layout allows. The median is given beside it.
+    """
 
     table: str  # "claim" (a) or "noisy" (b)
     name: str
     jobs: int
-    runs: tuple[float, ...]  # seconds, one per run
+    runs: tuple[float, ...]  # seconds, one per round
     reference: str  # what "vs" compares with (the 1-shard figure, the empty table)
-    reference_rate: float
-    reference_runs: tuple[float, ...] = ()  # jobs/s of the reference's runs, for the noise check
-    raw_rate: float = 0.0  # the raw loop on the same layout (b) or on 1 shard (a)
+    reference_runs: tuple[float, ...]  # its seconds, one per round
+    raw_runs: tuple[float, ...]  # the raw loop's seconds: on the same layout (b) or on 1 shard (a)
     raw: bool = False  # this row is the raw loop itself
 
     @property
     def seconds(self) -> float:
-        return statistics.median(self.runs)
+        return min(self.runs)
 
     @property
     def rate(self) -> float:
-        return self.jobs / self.seconds if self.seconds else float("inf")
+        return self.jobs / min(self.runs)
 
     @property
-    def rates(self) -> list[float]:
-        return sorted(self.jobs / s for s in self.runs if s)
+    def median_rate(self) -> float:
+        return self.jobs / statistics.median(self.runs)
+
+    @property
+    def slowest_rate(self) -> float:
+        return self.jobs / max(self.runs)
 
     @property
     def ratio(self) -> float:
-        return self.rate / self.reference_rate if self.reference_rate else float("nan")
+        """Best run against the reference's best run."""
+        return min(self.reference_runs) / min(self.runs)
+
+    @property
+    def median_ratio(self) -> float:
+        return statistics.median(self.reference_runs) / statistics.median(self.runs)
 
     @property
     def raw_ratio(self) -> float:
-        return self.rate / self.raw_rate if self.raw_rate else float("nan")
-
-    def ratio_span(self) -> tuple[float, float]:
-        """The ratio from the worst and the best pairing of runs (this row's against the reference's)."""
-        ref = self.reference_runs or (self.reference_rate,)
-        return min(self.rates) / max(ref), max(self.rates) / min(ref)
+        return min(self.raw_runs) / min(self.runs)
 
 
 @dataclass(frozen=True)
 class ShardsResult:
     concurrency: int
-    repeats: int
+    repeats: int  # rounds of (a)
+    hot_repeats: int  # rounds of (b)
     claim_jobs: int
     hot_jobs: int
     other_pending: int
@@ -119,39 +132,49 @@ def _listening(url: str) -> int:
 
 @dataclass
 class Workers:
-    """Worker processes (the real CLI), started and idle. ``lead``: how far ahead the jobs of a run are made
-    due, so that the enqueue is over before they are; it grows when an enqueue overruns it."""
+    """Worker processes (the real CLI), started and idle.
+
+    While a run's jobs are enqueued the processes are paused (SIGSTOP): idle, a worker serving 16 shards
+    sends 16 claims per poll (--poll-interval 0.02, as bench.core), which would slow the enqueue down. They
+    resume (SIGCONT) before the jobs come due; if the enqueue overran that (``lead``), the time the jobs were
+    due while the workers were paused is not counted, and the next run has a longer lead.
+    """
 
     url: str
     procs: list[subprocess.Popen[bytes]]
     lead: float = 0.0
 
-    def drain(self, n: int, enqueue: Enqueue, clean: Callable[[], None]) -> float:
-        """Seconds for the workers to finish n jobs, all due at one run_at after the enqueue (as bench.core)."""
-        self.lead = max(self.lead, 0.3 + n / 20_000)
-        while True:
-            after_id = _max_id(self.url)
-            run_at = finejobs.clock.utcnow() + timedelta(seconds=self.lead)
-            enqueue(run_at)
-            late = finejobs.clock.utcnow() > run_at - timedelta(seconds=0.1)
-            seconds = _succeeded_span(self.url, n, timeout=300, after_id=after_id, procs=self.procs)
-            if not late:
-                return seconds
-            # The workers started before the enqueue was over: discard the run, clean up, again.
-            _log(f"the enqueue overran the {self.lead:.1f}s lead: run discarded, again with {self.lead * 2:.1f}s")
-            self.lead *= 2
-            clean()
-
-    def stop(self) -> None:
+    def _signal(self, signum: int) -> None:
         for proc in self.procs:
             if proc.poll() is None:
-                proc.terminate()
+                proc.send_signal(signum)
+
+    def drain(self, n: int, enqueue: Enqueue) -> float:
+        """Seconds for the workers to finish n jobs, all due at one run_at after the enqueue (as bench.core)."""
+        self.lead = max(self.lead, 0.3 + n / 40_000)
+        after_id = _max_id(self.url)
+        self._signal(signal.SIGSTOP)
+        try:
+            start = finejobs.clock.utcnow()
+            run_at = start + timedelta(seconds=self.lead)
+            enqueue(run_at)
+        finally:
+            resumed = finejobs.clock.utcnow()
+            self._signal(signal.SIGCONT)
+        span = _succeeded_span(self.url, n, timeout=300, after_id=after_id, procs=self.procs)
+        paused_while_due = max(0.0, (resumed - run_at).total_seconds())
+        if paused_while_due:
+            self.lead = 1.5 * (resumed - start).total_seconds()
+        return span - paused_while_due
+
+    def stop(self) -> None:
+        """End the processes. Their jobs are all finished by then and their shutdown is not measured: a kill
+        (not a graceful SIGTERM, about a second each) keeps the many runs short."""
         for proc in self.procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
+            if proc.poll() is None:
                 proc.kill()
-                proc.wait(10)
+        for proc in self.procs:
+            proc.wait(30)
         deadline = time.monotonic() + 10
         while _listening(self.url) and time.monotonic() < deadline:  # their connections gone before a new count
             time.sleep(0.05)
@@ -196,7 +219,9 @@ def _enqueuer(queue_kind: finejobs.JobKind[[Noop], None], n: int, shards: Sequen
 def raw_drain(url: str, shards: Sequence[str], n: int, k: int = RAW_K) -> float:
     """The raw loop: claim k due jobs of one shard with SKIP LOCKED and finish them, shards in turn."""
     done = misses = turn = 0
-    with psycopg.connect(url, autocommit=True) as conn:
+    # Not prepared (a custom plan every time): a generic plan cannot prune to the shard's partition, and from
+    # the statistics of a just-emptied partition the planner may sort the whole backlog on every claim.
+    with psycopg.connect(url, autocommit=True, prepare_threshold=None) as conn:
         start = time.perf_counter()
         while done < n and misses < len(shards):
             count = conn.execute(_RAW_CLAIM, {"shard": shards[turn % len(shards)], "k": k}).rowcount
@@ -209,83 +234,103 @@ def raw_drain(url: str, shards: Sequence[str], n: int, k: int = RAW_K) -> float:
     return seconds
 
 
-def _median_rate(n: int, runs: Sequence[float]) -> float:
-    return n / statistics.median(runs)
+@dataclass
+class Layout:
+    """A database of the benchmark's own set up for one kind of run; ``clean`` empties what a run adds."""
+
+    label: str
+    url: str
+    queue: finejobs.Queue
+    enqueue: Enqueue
+    clean: Callable[[], None]
+
+
+def _layout(server_url: str, label: str, *, partitions: Sequence[str], shards: Sequence[str], n: int) -> Layout:
+    """A database whose shards ``partitions`` have partitions of their own; runs enqueue n jobs over ``shards``."""
+    url = create_database(server_url)
+    queue, noop = _queue(url)
+    layout = Layout(label, url, queue, _enqueuer(noop, n, shards), lambda: truncate(url))
+    try:
+        queue.store.shard_add(list(partitions))
+    except BaseException:
+        _close(server_url, [layout])
+        raise
+    return layout
+
+
+def _close(server_url: str, layouts: Sequence[Layout]) -> None:
+    for layout in layouts:
+        layout.queue.close()
+        drop_database(server_url, layout.url)
+
+
+def _run_workers(layout: Layout, shard_sets: Sequence[Sequence[str]], concurrency: int, n: int) -> float:
+    """One run: worker processes started on the layout, n jobs drained, processes stopped, the layout cleaned."""
+    workers = start_workers(layout.url, shard_sets, concurrency)
+    try:
+        seconds = workers.drain(n, layout.enqueue)
+    finally:
+        workers.stop()
+    layout.clean()
+    return seconds
+
+
+def _run_raw(layout: Layout, shards: Sequence[str], n: int) -> float:
+    layout.enqueue(None)
+    seconds = raw_drain(layout.url, shards, n)
+    layout.clean()
+    return seconds
 
 
 # ---------------------------------------------------------------- (a) 1 shard vs 16 shards
 
 
 def _bench_claim(server_url: str, *, n: int, concurrency: int, repeats: int, controls: bool) -> list[ShardRow]:
-    url = create_database(server_url)
     names = [f"bench-{i:02d}" for i in range(N_SHARDS)]
     one = names[:1]
-    queue, noop = _queue(url)
-    try:
-        queue.store.shard_add(one)
-
-        def workers_runs(label: str, shard_sets: Sequence[Sequence[str]], shards: Sequence[str]) -> tuple[float, ...]:
-            enqueue = _enqueuer(noop, n, shards)
-            truncate(url)
-            workers = start_workers(url, shard_sets, concurrency)
-            runs = []
-            try:
-                for r in range(repeats):
-                    runs.append(workers.drain(n, enqueue, lambda: truncate(url)))
-                    _log(f"{label}, run {r + 1}/{repeats}: {n / runs[-1]:,.0f} jobs/s")
-                    truncate(url)
-            finally:
-                workers.stop()
-            return tuple(runs)
-
-        def raw_runs(label: str, shards: Sequence[str]) -> tuple[float, ...]:
-            enqueue = _enqueuer(noop, n, shards)
-            runs = []
-            for r in range(repeats):
-                truncate(url)
-                enqueue(None)
-                runs.append(raw_drain(url, shards, n))
-                _log(f"{label}, run {r + 1}/{repeats}: {n / runs[-1]:,.0f} jobs/s")
-            truncate(url)
-            return tuple(runs)
-
-        glob = [["bench-*"]] * WORKER_PROCESSES
-        every = [names] * WORKER_PROCESSES
-        quarters = [names[i::WORKER_PROCESSES] for i in range(WORKER_PROCESSES)]
-        raw_one = raw_runs("raw loop, 1 shard", one)
-        fj_one = workers_runs("1 shard", [one] * WORKER_PROCESSES, one)
-        queue.store.shard_add(names[1:])
-        raw_all = raw_runs("raw loop, 16 shards", names)
-        fj_one_16 = workers_runs("1 shard, 16 partitions", [one] * WORKER_PROCESSES, one) if controls else ()
-        fj_glob = workers_runs("16 shards, all 16 per worker by glob", glob, names)
-        fj_every = workers_runs("16 shards, all 16 per worker by name", every, names) if controls else ()
-        fj_quarters = workers_runs("16 shards, 4 per worker", quarters, names)
-        fj_discover = workers_runs("16 shards, discovered", [[]] * WORKER_PROCESSES, names) if controls else ()
-    finally:
-        queue.close()
-        drop_database(server_url, url)
-
-    raw_rate = _median_rate(n, raw_one)
-    raw_rates = tuple(sorted(n / s for s in raw_one))
-    one_rate = _median_rate(n, fj_one)
-    one_rates = tuple(sorted(n / s for s in fj_one))
     procs = f"{WORKER_PROCESSES} worker processes"
+    layouts: list[Layout] = []
+    try:
+        single = _layout(server_url, "1 shard", partitions=one, shards=one, n=n)
+        layouts.append(single)
+        beside = _layout(server_url, "1 shard, 16 partitions", partitions=names, shards=one, n=n)
+        layouts.append(beside)
+        spread = _layout(server_url, "16 shards", partitions=names, shards=names, n=n)
+        layouts.append(spread)
+        # (label, layout, shards of each worker process; [] = every shard, a control?)
+        configs: list[tuple[str, Layout, list[list[str]], bool]] = [
+            (f"{procs}, 1 shard (--shard bench-00)", single, [one] * WORKER_PROCESSES, False),
+            (f"{procs}, 1 shard, 15 empty partitions beside it (control)", beside, [one] * WORKER_PROCESSES, True),
+            (f"{procs}, 16 shards, each worker serves all 16 (--shard 'bench-*')", spread,
+             [["bench-*"]] * WORKER_PROCESSES, False),
+            (f"{procs}, 16 shards, each worker serves all 16 named (--shard x16)", spread,
+             [names] * WORKER_PROCESSES, True),
+            (f"{procs}, 16 shards, each worker serves 4 of them (--shard x4)", spread,
+             [names[i::WORKER_PROCESSES] for i in range(WORKER_PROCESSES)], False),
+            (f"{procs}, 16 shards, workers discover them (no --shard)", spread, [[]] * WORKER_PROCESSES, True),
+        ]
+        configs = [c for c in configs if controls or not c[3]]
+        raws = [(f"raw SKIP LOCKED loop k={RAW_K}, 1 connection, 1 shard", single, one),
+                (f"raw SKIP LOCKED loop k={RAW_K}, 1 connection, 16 shards in turn", spread, names)]
+        runs: dict[str, list[float]] = {}
+        for r in range(repeats):  # run by run, every measurement in turn: drift hits them all alike
+            for label, layout, shards in raws:
+                runs.setdefault(label, []).append(_run_raw(layout, shards, n))
+                _log(f"{label}, run {r + 1}/{repeats}: {n / runs[label][-1]:,.0f} jobs/s")
+            for label, layout, shard_sets, _ in configs:
+                runs.setdefault(label, []).append(_run_workers(layout, shard_sets, concurrency, n))
+                _log(f"{label}, run {r + 1}/{repeats}: {n / runs[label][-1]:,.0f} jobs/s")
+    finally:
+        _close(server_url, layouts)
 
-    def row(name: str, runs: tuple[float, ...], *, raw: bool = False) -> ShardRow:
-        return ShardRow("claim", name, n, runs, "raw loop, 1 shard" if raw else "finejobs, 1 shard",
-                        raw_rate if raw else one_rate, raw_rates if raw else one_rates, raw_rate, raw=raw)
-
-    rows = [
-        row(f"raw SKIP LOCKED loop k={RAW_K}, 1 connection, 1 shard", raw_one, raw=True),
-        row(f"raw SKIP LOCKED loop k={RAW_K}, 1 connection, 16 shards in turn", raw_all, raw=True),
-        row(f"{procs}, 1 shard (--shard bench-00)", fj_one),
-        row(f"{procs}, 1 shard, 15 empty partitions beside it (control)", fj_one_16),
-        row(f"{procs}, 16 shards, each worker serves all 16 (--shard 'bench-*')", fj_glob),
-        row(f"{procs}, 16 shards, each worker serves all 16 named (--shard x16)", fj_every),
-        row(f"{procs}, 16 shards, each worker serves 4 of them (--shard x4)", fj_quarters),
-        row(f"{procs}, 16 shards, workers discover them (no --shard)", fj_discover),
-    ]
-    return [r for r in rows if r.runs]  # without controls, three are not measured
+    raw_runs, one_runs = tuple(runs[raws[0][0]]), tuple(runs[configs[0][0]])
+    rows = []
+    for label, _, _ in raws:
+        rows.append(ShardRow("claim", label, n, tuple(runs[label]), "raw loop, 1 shard", raw_runs, raw_runs,
+                             raw=True))
+    for label, *_ in configs:
+        rows.append(ShardRow("claim", label, n, tuple(runs[label]), "finejobs, 1 shard", one_runs, raw_runs))
+    return rows
 
 
 # ---------------------------------------------------------------- (b) a hot shard beside 1M waiting jobs
@@ -304,74 +349,59 @@ def fill_others(url: str, n: int) -> None:
         conn.execute("CHECKPOINT")
 
 
+def _hot_layout(server_url: str, label: str, *, n: int, partitions: Sequence[str], other: int) -> Layout:
+    """A database with a partition for shard "hot" (and ``partitions``), ``other`` jobs waiting elsewhere."""
+    layout = _layout(server_url, label, partitions=[HOT, *partitions], shards=[HOT], n=n)
+    hot = psycopg.sql.Identifier(layout.queue.store.shard_partitions()[HOT])
+
+    def clean_hot() -> None:  # the other shards' jobs stay
+        with psycopg.connect(layout.url, autocommit=True) as conn:
+            conn.execute(psycopg.sql.SQL("TRUNCATE {}").format(hot))
+            conn.execute(psycopg.sql.SQL("VACUUM ANALYZE {}").format(hot))
+
+    layout.clean = clean_hot
+    try:
+        if other:
+            fill_others(layout.url, other)
+    except BaseException:
+        _close(server_url, [layout])
+        raise
+    return layout
+
+
 def _bench_noisy(server_url: str, *, n: int, other: int, concurrency: int, repeats: int,
                  controls: bool) -> list[ShardRow]:
-    url = create_database(server_url)
     others = [f"other-{i:02d}" for i in range(N_OTHER_SHARDS)]
-    queue, noop = _queue(url)
-    enqueue = _enqueuer(noop, n, [HOT])
-    try:
-        queue.store.shard_add([HOT])
-        hot_partition = queue.store.shard_partitions()[HOT]
-
-        def clean_hot() -> None:
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute(f'TRUNCATE "{hot_partition}"')
-                conn.execute(f'VACUUM ANALYZE "{hot_partition}"')
-
-        def phase(label: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-            """The hot backlog drained by one worker process (--shard hot), then by the raw loop."""
-            clean_hot()
-            workers = start_workers(url, [[HOT]], concurrency)
-            runs = []
-            try:
-                for r in range(repeats):
-                    runs.append(workers.drain(n, enqueue, clean_hot))
-                    _log(f"hot shard, {label}, run {r + 1}/{repeats}: {n / runs[-1]:,.0f} jobs/s")
-                    clean_hot()
-            finally:
-                workers.stop()
-            raw = []
-            for r in range(repeats):
-                enqueue(None)
-                raw.append(raw_drain(url, [HOT], n))
-                _log(f"raw loop, hot shard, {label}, run {r + 1}/{repeats}: {n / raw[-1]:,.0f} jobs/s")
-                clean_hot()
-            return tuple(runs), tuple(raw)
-
-        empty = phase("empty table")
-        fill_others(url, other)
-        in_default = phase(f"{other:,} waiting in the default partition")
-        truncate(url)
-        queue.store.shard_add(others)
-        fill_others(url, other)
-        in_own = phase(f"{other:,} waiting in 15 partitions")
-        again: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
-        if controls:
-            truncate(url)
-            again = phase("empty table again, 16 partitions")
-    finally:
-        queue.close()
-        drop_database(server_url, url)
-
-    fj_ref, raw_ref = _median_rate(n, empty[0]), _median_rate(n, empty[1])
-    fj_ref_rates = tuple(sorted(n / s for s in empty[0]))
-    raw_ref_rates = tuple(sorted(n / s for s in empty[1]))
     million = f"{other / 1e6:g}M" if other >= 100_000 else f"{other:,}"
-    phases = [
-        ("empty table (hot partition only)", empty),
-        (f"{million} waiting in 15 other shards, default partition", in_default),
-        (f"{million} waiting in 15 other shards, a partition each", in_own),
-    ]
-    if controls:
-        phases.append(("empty table again, 16 partitions (control)", again))
+    layouts: list[Layout] = []
+    try:
+        layouts.append(_hot_layout(server_url, "empty table (hot partition only)", n=n, partitions=[], other=0))
+        layouts.append(_hot_layout(server_url, f"{million} waiting in 15 other shards, default partition", n=n,
+                                   partitions=[], other=other))
+        layouts.append(_hot_layout(server_url, f"{million} waiting in 15 other shards, a partition each", n=n,
+                                   partitions=others, other=other))
+        if controls:
+            layouts.append(_hot_layout(server_url, "empty table, 15 empty partitions beside (control)", n=n,
+                                       partitions=others, other=0))
+        runs: dict[str, list[float]] = {}
+        raw: dict[str, list[float]] = {}
+        for r in range(repeats):  # run by run, every layout in turn: drift hits them all alike
+            for layout in layouts:
+                raw.setdefault(layout.label, []).append(_run_raw(layout, [HOT], n))
+                runs.setdefault(layout.label, []).append(_run_workers(layout, [[HOT]], concurrency, n))
+                _log(f"hot shard, {layout.label}, run {r + 1}/{repeats}: {n / runs[layout.label][-1]:,.0f} jobs/s "
+                     f"(raw loop {n / raw[layout.label][-1]:,.0f})")
+    finally:
+        _close(server_url, layouts)
+
+    empty = layouts[0].label
     rows = []
-    for label, (fj, raw) in phases:
-        raw_rate = _median_rate(n, raw)
-        rows.append(ShardRow("noisy", f"finejobs, {label}", n, fj, "finejobs, empty table", fj_ref, fj_ref_rates,
-                             raw_rate))
-        rows.append(ShardRow("noisy", f"raw loop k={RAW_K}, {label}", n, raw, "raw loop, empty table", raw_ref,
-                             raw_ref_rates, raw_rate, raw=True))
+    for layout in layouts:
+        fj, rw = tuple(runs[layout.label]), tuple(raw[layout.label])
+        rows.append(ShardRow("noisy", f"finejobs, {layout.label}", n, fj, "finejobs, empty table",
+                             tuple(runs[empty]), rw))
+        rows.append(ShardRow("noisy", f"raw loop k={RAW_K}, {layout.label}", n, rw, "raw loop, empty table",
+                             tuple(raw[empty]), rw, raw=True))
     return rows
 
 
@@ -379,16 +409,16 @@ def _bench_noisy(server_url: str, *, n: int, other: int, concurrency: int, repea
 
 
 def bench_shards(server_url: str, *, claim_jobs: int, hot_jobs: int, other_pending: int, concurrency: int,
-                 repeats: int, controls: bool = True) -> ShardsResult:
+                 repeats: int, hot_repeats: int, controls: bool = True) -> ShardsResult:
     """Both questions, each in a database of its own on the server of ``server_url``.
 
     ``controls``: also the rows that explain the others (1 shard beside 15 empty partitions, all 16 shards by
-    name, workers that discover their shards, the empty table again with 16 partitions); --quick leaves them
-    out.
+    name, workers that discover their shards, shard "hot" beside 15 empty partitions); --quick leaves them out.
     """
     load = os.getloadavg()[0]
     claim = _bench_claim(server_url, n=claim_jobs, concurrency=concurrency, repeats=repeats, controls=controls)
-    noisy = _bench_noisy(server_url, n=hot_jobs, other=other_pending, concurrency=concurrency, repeats=repeats,
-                         controls=controls)
-    return ShardsResult(concurrency=concurrency, repeats=repeats, claim_jobs=claim_jobs, hot_jobs=hot_jobs,
-                        other_pending=other_pending, load=(load, os.getloadavg()[0]), claim=claim, noisy=noisy)
+    noisy = _bench_noisy(server_url, n=hot_jobs, other=other_pending, concurrency=concurrency,
+                         repeats=hot_repeats, controls=controls)
+    return ShardsResult(concurrency=concurrency, repeats=repeats, hot_repeats=hot_repeats, claim_jobs=claim_jobs,
+                        hot_jobs=hot_jobs, other_pending=other_pending, load=(load, os.getloadavg()[0]), claim=claim,
+                        noisy=noisy)
