@@ -365,6 +365,7 @@ def _complete_sql(*, in_shard: bool) -> sa.TextClause:
 
 
 _COMPLETE_IN_SHARD = _complete_sql(in_shard=True)
+_COMPLETE_SHARDS_APART = 2  # a batch with outcomes of more shards than this is written in one statement
 _COMPLETE_ANY_SHARD = _complete_sql(in_shard=False)
 
 _HEARTBEAT = sa.text(
@@ -830,7 +831,11 @@ class JobStore:
             # SQLAlchemy then invalidates the whole pool, and callers (worker services) retry with backoff.
             pool_pre_ping=False,
             pool_recycle=1800,
-            connect_args={"connect_timeout": 10},
+            # Generic plans for the statements psycopg prepares: every hot statement names its shard, so a
+            # generic plan prunes partitions at executor start. Left to choose ("auto"), PostgreSQL 15 re-plans
+            # every execution once the table has a dozen partitions, about twice the cost per statement
+            # (measured: an empty claim 180-270 us generic, 470-500 us custom, with 17 partitions).
+            connect_args={"connect_timeout": 10, "options": "-c plan_cache_mode=force_generic_plan"},
         )
         return cls(engine)
 
@@ -1027,6 +1032,10 @@ class JobStore:
                  "run_at": o.run_at.isoformat() if o.run_at else None,
                  "finished_at": o.finished_at.isoformat() if o.finished_at else None,
                  "error": o.error.to_json() if o.error else None, "result": o.result})
+        if len(by_shard) > _COMPLETE_SHARDS_APART:
+            # Outcomes of many shards (a worker serving many): one statement over every partition's primary
+            # key costs less than a round trip per shard.
+            by_shard = {None: [row for rows in by_shard.values() for row in rows]}
         applied: set[int] = set()
         for shard, rows in by_shard.items():  # one statement per shard: each touches one partition
             stmt = _COMPLETE_ANY_SHARD if shard is None else _COMPLETE_IN_SHARD
