@@ -21,7 +21,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -534,16 +534,22 @@ class Worker:
             log.warning("job %d: released at shutdown, now %s", job_id, state.value)
 
     def _install_signal_handlers(self) -> None:
-        def handle(signum: int, frame: FrameType | None) -> None:
-            if self._stopping.is_set():
-                log.warning("second %s: exiting at once; leases will bring running jobs back",
-                            signal.Signals(signum).name)
-                os._exit(128 + signum)
-            log.info("%s: stopping (send it again to exit at once)", signal.Signals(signum).name)
-            self.stop(wait=False)
+        install_stop_signals(stopping=self._stopping, stop=lambda: self.stop(wait=False))
 
-        signal.signal(signal.SIGTERM, handle)
-        signal.signal(signal.SIGINT, handle)
+
+def install_stop_signals(*, stopping: threading.Event, stop: Callable[[], None]) -> None:
+    """SIGTERM/SIGINT call ``stop`` (a graceful stop); a second signal while stopping exits at once."""
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        if stopping.is_set():
+            log.warning("second %s: exiting at once; leases will bring running jobs back",
+                        signal.Signals(signum).name)
+            os._exit(128 + signum)
+        log.info("%s: stopping (send it again to exit at once)", signal.Signals(signum).name)
+        stop()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
 
 
 def _label(outcome: Outcome) -> str:

@@ -9,14 +9,11 @@ makes a WorkerGroup: one Worker per database, each with its own producer, pool, 
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import threading
 from collections.abc import Sequence
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from finejobs.worker import Worker, WorkerCrashed
+from finejobs.worker import Worker, WorkerCrashed, install_stop_signals
 
 if TYPE_CHECKING:
     from finejobs.queue import Queue
@@ -47,7 +44,7 @@ class WorkerGroup:
     def run(self, *, install_signal_handlers: bool = True) -> None:
         """Run every worker until stopped; if one stops on an error, stop the others and raise it."""
         if install_signal_handlers:
-            self._install_signal_handlers()
+            install_stop_signals(stopping=self._stopping, stop=self._stopping.set)
         for worker in self.workers:
             worker.start()
         try:
@@ -88,15 +85,3 @@ class WorkerGroup:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    def _install_signal_handlers(self) -> None:
-        def handle(signum: int, frame: FrameType | None) -> None:
-            if self._stopping.is_set():
-                log.warning("second %s: exiting at once; leases will bring running jobs back",
-                            signal.Signals(signum).name)
-                os._exit(128 + signum)
-            log.info("%s: stopping (send it again to exit at once)", signal.Signals(signum).name)
-            self._stopping.set()
-
-        signal.signal(signal.SIGTERM, handle)
-        signal.signal(signal.SIGINT, handle)

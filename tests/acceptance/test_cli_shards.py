@@ -386,3 +386,38 @@ def test_worker_serves_a_glob_including_shards_that_appear_later(make_database: 
     assert state(outside) == "available" and state(more) == "available", "shard 'other' is not district-*"
     assert f"job {outside} " not in worker.log and f"job {more} " not in worker.log
     assert count(url, "state = 'succeeded'") == 3
+
+
+def test_worker_with_a_shard_map_serves_each_database_and_stops_on_sigterm(make_database: Callable[..., str],
+                                                                           tmp_path: Path) -> None:
+    url_a, url_b = make_database(), make_database()
+    shard_map = write_map(tmp_path / "shards.toml", url_a, b_shards=["district-1?"], a_shards=["district-1"])
+    with direct(shard_map=ShardMap({"a": url_a, "b": url_b}, {"a": ["district-1"], "b": ["district-1?"]},
+                                   default="a")) as queue:
+        in_a = queue.enqueue("touch", {}, shard="district-1").id
+        in_b = queue.enqueue("touch", {}, shard="district-12").id
+        elsewhere = queue.enqueue("touch", {}, shard="other").id  # in a, but not district-*
+
+    def state(url: str, job_id: int) -> str:
+        return str(query(url, "SELECT state FROM finejobs_jobs WHERE id = %s", (job_id,))[0][0])
+
+    log_path, err_path = tmp_path / "worker.out", tmp_path / "worker.err"
+    env = {**cli_env(None), "FINEJOBS_SHARD_MAP": str(shard_map), B_URL_ENV: url_b}
+    with log_path.open("wb") as out, err_path.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "finejobs", "worker", "--app", SHARD_APP, "--shard", "district-*",
+             "--poll-interval", "0.1"],
+            cwd=REPO_ROOT, env=env, stdout=out, stderr=err,
+        )
+    worker = WorkerProcess(proc, log_path, err_path, "shard-map-worker")
+    try:
+        wait_for(lambda: state(url_a, in_a) == "succeeded" and state(url_b, in_b) == "succeeded", timeout=20,
+                 what="one job in each database to succeed", context=worker.describe)
+        assert worker.terminate() == 0, worker.describe()
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+    assert worker.stderr == ""
+    assert worker.log.count("started: database=") == 2  # one worker per database (a WorkerGroup)
+    assert state(url_a, elsewhere) == "available"
