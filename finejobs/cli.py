@@ -133,17 +133,6 @@ def _store(queue: Queue) -> JobStore:
     return queue.store
 
 
-@contextmanager
-def _queue_for(url: str) -> Iterator[Queue]:
-    """A throwaway Queue on ``url`` whose schema was checked; its connections are closed afterwards."""
-    queue = Queue(url)
-    try:
-        _store(queue).check_schema()
-        yield queue
-    finally:
-        queue.close()
-
-
 def _shard_map_path(ctx: click.Context) -> str | None:
     root = ctx.find_object(_Root)
     return (root.shard_map if root else None) or os.environ.get(MAP_ENV) or None

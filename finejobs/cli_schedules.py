@@ -22,9 +22,9 @@ import click
 from finejobs.cli import (
     AwareDateTime,
     _check_shard,
-    _database_url,
+    _configure,
     _echo_json,
-    _queue_for,
+    _queue_from,
     _remember_secret,
     _store,
     _table,
@@ -186,15 +186,11 @@ def _options(o: dict[str, Any]) -> dict[str, Any]:
 @contextmanager
 def _queue(ctx: click.Context, database_url: str | None, app: str | None = None) -> Iterator[Queue]:
     if app is None:
-        url = _database_url(ctx, database_url)
-        assert url is not None
-        with _queue_for(url) as queue:
+        with _queue_from(ctx, database_url) as queue:
             yield queue
         return
     queue = load_app(app)
-    url = _database_url(ctx, database_url, required=False)
-    if url is not None:
-        queue.configure(url=url)
+    _configure(ctx, queue, database_url)
     try:
         _remember_secret(queue.url)
         _store(queue).check_schema()

@@ -564,8 +564,7 @@ _MOVED_PRESENT = sa.text(
     "SELECT moved_from FROM finejobs_jobs WHERE shard = :shard AND moved_from = ANY(CAST(:keys AS text[]))"
 )
 
-_DATABASE_ID = sa.text("SELECT id::text || '/' || current_database() FROM finejobs_database")
-_DATABASE_ID_AS = sa.text("SELECT id::text || '/' || current_database() AS id FROM finejobs_database")
+_DATABASE_ID = sa.text("SELECT id::text || '/' || current_database() AS id FROM finejobs_database")
 
 
 # ==================================================================== schedules (finejobs.scheduler)
@@ -1517,10 +1516,10 @@ def connection_database_id(conn: UserConnection) -> str:
     if isinstance(driver, Connection):
         driver = driver.connection.dbapi_connection
     if not isinstance(driver, psycopg.Connection):
-        return str(_run(conn, _DATABASE_ID_AS, {})[0]["id"])
+        return str(_run(conn, _DATABASE_ID, {})[0]["id"])
     known = _connection_ids.get(driver)
     if known is None:
-        known = _connection_ids[driver] = str(_run(conn, _DATABASE_ID_AS, {})[0]["id"])
+        known = _connection_ids[driver] = str(_run(conn, _DATABASE_ID, {})[0]["id"])
     return known
 
 

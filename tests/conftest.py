@@ -72,6 +72,21 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
+def fresh(empty_database_url: str, clock: FakeClock) -> Iterator[finejobs.Queue]:
+    """A Queue on a migrated database of this test's own (for tests that add shard partitions), with one
+    no-op job kind "ok" and the FakeClock."""
+    q = finejobs.Queue(empty_database_url, clock=clock)
+    q.migrate()
+
+    @q.job("ok")
+    def ok(payload: dict[str, object]) -> None:
+        pass
+
+    yield q
+    q.close()
+
+
+@pytest.fixture
 def queue(clean_db: str, clock: FakeClock) -> Iterator[finejobs.Queue]:
     """A Queue on the session's database, empty, driven by a FakeClock starting at T0."""
     q = finejobs.Queue(clean_db, clock=clock)

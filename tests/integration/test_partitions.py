@@ -47,20 +47,6 @@ COLUMNS_0003 = (
 
 
 @pytest.fixture
-def fresh(empty_database_url: str, clock: FakeClock) -> Iterator[Queue]:
-    """A Queue on a migrated database of this test's own, with one job kind "ok"."""
-    q = finejobs.Queue(empty_database_url, clock=clock)
-    q.migrate()
-
-    @q.job("ok")
-    def ok(payload: dict[str, Any]) -> None:
-        pass
-
-    yield q
-    q.close()
-
-
-@pytest.fixture
 def raw(fresh: Queue, empty_database_url: str) -> Iterator[DB]:
     """An autocommit connection to the test's own database, rows as dicts."""
     with psycopg.connect(libpq_url(empty_database_url), autocommit=True, row_factory=dict_row) as conn:

@@ -15,7 +15,6 @@ from typing import Any
 import psycopg
 import pytest
 
-import finejobs
 from finejobs import JobKind, JobState, Queue
 from finejobs.store import libpq_url
 from finejobs.testing import FakeClock
@@ -49,20 +48,6 @@ def noop(queue: Queue) -> JobKind[Any, Any]:
         pass
 
     return handle
-
-
-@pytest.fixture
-def fresh(empty_database_url: str, clock: FakeClock) -> Iterator[Queue]:
-    """A Queue on a migrated database of this test's own (for shard_add), with one no-op kind "ok"."""
-    q = finejobs.Queue(empty_database_url, clock=clock)
-    q.migrate()
-
-    @q.job("ok")
-    def ok(payload: dict[str, Any]) -> None:
-        pass
-
-    yield q
-    q.close()
 
 
 @pytest.fixture
