@@ -95,10 +95,31 @@ class Job:
     schedule_id: int | None = None  # the schedule whose tick made this job, if any
     fire_at: datetime | None = None  # ... and that tick
     result: str | None = None  # what the handler said: "idle" (it returned finejobs.Idle), "timeout", ...
+    # Why this row cannot be run, if it could not be decoded (a row written around finejobs' checks): a
+    # worker that claims it fails it at once with this reason instead of running it.
+    defect: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any], *, now: datetime) -> Job:
-        """Build a Job from a job-table row; ``now`` tells ``scheduled`` from ``available``."""
+        """Build a Job from a job-table row; ``now`` tells ``scheduled`` from ``available``.
+
+        Never raises on a row's content: a row that cannot be decoded (a payload that is not an object, an
+        unreadable time or errors list: see store's lenient loaders) becomes a Job whose ``defect`` says
+        why, so that one bad row fails alone instead of taking down whoever reads it."""
+        try:
+            return cls._decode(row, now=now)
+        except Exception as exc:
+            return cls._defective(row, now=now, why=f"its row could not be decoded: {type(exc).__name__}: {exc}")
+
+    @classmethod
+    def _decode(cls, row: Mapping[Any, Any], *, now: datetime) -> Job:
+        for name in ("payload", "errors", "run_at", "expires_at", "created_at", "started_at", "finished_at",
+                     "lease_expires_at", "fire_at"):
+            value = row.get(name)
+            if isinstance(value, Undecodable):
+                raise ValueError(f"{name}: {value.why}")
+        if not isinstance(row["payload"], dict):
+            raise ValueError(f"payload: a JSON {type(row['payload']).__name__}, not an object")
         state = JobState(row["state"])
         if state is JobState.AVAILABLE and row["run_at"] > now:
             state = JobState.SCHEDULED
@@ -124,6 +145,28 @@ class Job:
             schedule_id=row.get("schedule_id"),
             fire_at=row.get("fire_at"),
             result=row.get("result"),
+        )
+
+    @classmethod
+    def _defective(cls, row: Mapping[Any, Any], *, now: datetime, why: str) -> Job:
+        """The parts of a row that a worker needs to fail it (id, shard, attempt, claims), the rest blank."""
+        def time(name: str) -> datetime | None:
+            value = row.get(name)
+            return value if isinstance(value, datetime) else None
+
+        def number(name: str, default: int) -> int:
+            value = row.get(name)
+            return value if isinstance(value, int) else default
+
+        return cls(
+            id=row["id"], kind=str(row.get("kind")), shard=str(row.get("shard")), payload={},
+            state=JobState(row["state"]) if row.get("state") in set(JobState) else JobState.RUNNING,
+            priority=number("priority", 0), run_at=time("run_at") or now, expires_at=None,
+            attempt=number("attempt", 1), max_attempts=number("max_attempts", 1), unique_key=row.get("unique_key"),
+            lease_owner=row.get("lease_owner"), lease_expires_at=time("lease_expires_at"), errors=(),
+            created_at=time("created_at") or now, started_at=time("started_at"), finished_at=time("finished_at"),
+            claims=number("claims", 0), schedule_id=row.get("schedule_id"), fire_at=time("fire_at"),
+            result=row.get("result"), defect=why[:2000],
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -153,7 +196,16 @@ class Job:
             "schedule_id": self.schedule_id,
             "fire_at": ts(self.fire_at),
             "result": self.result,
+            "defect": self.defect,
         }
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """What finejobs' lenient loaders give for a column value they cannot turn into Python (a timestamp past
+    year 9999, JSON nested past Python's recursion limit): Job.from_row then marks the row defective."""
+
+    why: str
 
 
 @dataclass

@@ -9,6 +9,7 @@ from typing import Any
 
 from finejobs.errors import Cancel, Snooze
 from finejobs.jobs import AttemptError, Job, JobState
+from finejobs.limits import MAX_MESSAGE_CHARS, MAX_TRACEBACK_CHARS, cap, clamp_after, log_safe, storable_text
 from finejobs.retry import Retry
 from finejobs.store import Outcome
 
@@ -50,6 +51,11 @@ def is_timeout(error: BaseException) -> bool:
     return any("timeout" in cls.__name__.lower() for cls in type(error).__mro__)
 
 
+class Unrunnable(Exception):
+    """A claimed job that cannot be run at all (its row could not be decoded, its payload no longer fits the
+    kind's model, no handler here): it fails at once, without retries."""
+
+
 class HandlerTimeout(TimeoutError):
     """A handler ran past its kind's ``timeout``."""
 
@@ -58,29 +64,34 @@ class HandlerTimeout(TimeoutError):
 
 
 def attempt_error(job: Job, error: BaseException, *, now: datetime, worker: str) -> AttemptError:
+    """The record of a failed attempt: message and traceback capped (MAX_MESSAGE_CHARS, MAX_TRACEBACK_CHARS)
+    and storable whatever the error's text holds."""
     return AttemptError(
         attempt=job.attempt,
         at=now,
-        error=type(error).__qualname__,
-        message=_safe(str, error),
-        traceback=_safe(lambda e: "".join(tb.format_exception(e)), error),
+        error=_safe(lambda e: type(e).__qualname__, error)[:200],
+        message=cap(_safe(str, error), MAX_MESSAGE_CHARS),
+        traceback=cap(_safe(lambda e: "".join(tb.format_exception(e)), error), MAX_TRACEBACK_CHARS, keep_tail=True),
         worker=worker,
     )
 
 
 def _safe(render: Callable[[BaseException], str], error: BaseException) -> str:
-    """Render an error for the record even when its __str__ itself raises; PostgreSQL's jsonb cannot
-    hold NUL characters, so they are written as the four characters ``\\x00``."""
+    """Render an error for the record even when its __str__ raises (SystemExit included) or returns a
+    non-str; PostgreSQL cannot store NUL characters or lone surrogates, so they are written escaped."""
     try:
         text = render(error)
-    except Exception as exc:
+        if not isinstance(text, str):
+            raise TypeError("not a str")
+    except BaseException as exc:
         text = f"<{type(error).__qualname__} could not be rendered: {type(exc).__name__}>"
-    return text.replace("\x00", "\\x00")
+    return storable_text(text)
 
 
 def describe(error: BaseException) -> str:
-    """``Type: message`` for a log line, safe for any exception."""
-    return f"{type(error).__name__}: {_safe(str, error)}"
+    """``Type: message`` for a log line, safe for any exception: one line, control characters escaped,
+    capped."""
+    return log_safe(f"{type(error).__name__}: {_safe(str, error)}")
 
 
 def _outcome(job: Job, state: str, **fields: Any) -> Outcome:
@@ -99,6 +110,13 @@ def succeeded(job: Job, *, now: datetime, result: object = None) -> Outcome:
     return _outcome(job, JobState.SUCCEEDED.value, finished_at=now, result=result_of(result))
 
 
+def unrunnable(job: Job, why: str, *, now: datetime, worker: str) -> Outcome:
+    """A claimed job that cannot run (see Unrunnable): failed now, with the reason in its errors."""
+    error = AttemptError(attempt=job.attempt, at=now, error="Unrunnable",
+                         message=cap(storable_text(why), MAX_MESSAGE_CHARS), worker=worker)
+    return _outcome(job, JobState.FAILED.value, finished_at=now, error=error)
+
+
 def released(job: Job, *, now: datetime) -> Outcome:
     """A claimed job this worker never started: back to waiting, the attempt not counted."""
     return _outcome(job, JobState.AVAILABLE.value, run_at=now, uncount=1)
@@ -107,7 +125,7 @@ def released(job: Job, *, now: datetime) -> Outcome:
 def failed(job: Job, error: BaseException, *, retry: Retry, now: datetime, worker: str) -> Outcome:
     """The outcome of an attempt that raised ``error`` (Cancel and Snooze included)."""
     if isinstance(error, Snooze):
-        run_at = now + error.delay
+        run_at = clamp_after(now, error.delay)  # at most MAX_DELAY (365 days) ahead
         if job.expires_at is not None and run_at >= job.expires_at:
             return _outcome(job, JobState.EXPIRED.value, finished_at=now,
                            error=attempt_error(job, error, now=now, worker=worker))
@@ -116,6 +134,8 @@ def failed(job: Job, error: BaseException, *, retry: Retry, now: datetime, worke
     label = "timeout" if is_timeout(error) else None
     if isinstance(error, Cancel):
         return _outcome(job, JobState.CANCELLED.value, finished_at=now, error=record)
+    if isinstance(error, Unrunnable):
+        return _outcome(job, JobState.FAILED.value, finished_at=now, error=record)
     retry_at = retry.next_retry_at(attempt=job.attempt, error=error, now=now, expires_at=job.expires_at,
                                    max_attempts=job.max_attempts)
     if retry_at is not None:

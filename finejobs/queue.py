@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 import os
 import threading
 import typing
@@ -13,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import pydantic
+import pydantic_core
 
 from finejobs.clock import Clock, utcnow
 from finejobs.errors import (
@@ -24,6 +24,17 @@ from finejobs.errors import (
     UnknownKindError,
 )
 from finejobs.jobs import Job, JobState
+from finejobs.limits import (
+    MAX_MESSAGE_CHARS,
+    MAX_PAYLOAD_BYTES,
+    MAX_UNIQUE_KEY_BYTES,
+    add_time,
+    check_duration,
+    check_int,
+    check_text,
+    check_time,
+)
+from finejobs.payloads import encode as encode_payload
 from finejobs.retry import Retry
 from finejobs.schedule_ops import Schedules
 from finejobs.scheduler import ScheduleSpec, make_spec
@@ -48,7 +59,7 @@ SHARD_MAP_ENV = "FINEJOBS_SHARD_MAP"
 P = ParamSpec("P")
 R = TypeVar("R")
 
-DEFAULT_MAX_PAYLOAD_BYTES = 1_000_000
+DEFAULT_MAX_PAYLOAD_BYTES = MAX_PAYLOAD_BYTES
 _PRIORITY_RANGE = range(-32768, 32768)
 
 
@@ -94,7 +105,9 @@ class JobKind(Generic[P, R]):
         self.priority = priority
         self.shard = shard  # the kind's fixed shard (by job type), if any
         self.shard_rule = shard_rule  # or a rule that takes each job's shard from its payload
-        self.is_async = inspect.iscoroutinefunction(handler)
+        # A coroutine function, or a sync wrapper around one made with functools.wraps (it returns the
+        # coroutine): both run on the event loop, so the body is awaited, never skipped.
+        self.is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(inspect.unwrap(handler))
         self.takes_context = _positional_count(handler) >= 2
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -145,10 +158,9 @@ class JobKind(Generic[P, R]):
             if not isinstance(payload, Mapping):
                 raise PayloadError(self.name, ["<root>"], f"expected a JSON object, got {type(payload).__name__}")
             return dict(payload)
-        if isinstance(payload, self.model):
-            return payload.model_dump(mode="json", by_alias=True)
         if isinstance(payload, pydantic.BaseModel):
-            payload = payload.model_dump()
+            # Validated again, even an instance of the kind's own model: model_construct() skips validation.
+            payload = payload.model_dump(by_alias=isinstance(payload, self.model), warnings=False)
         if not isinstance(payload, Mapping):
             raise PayloadError(self.name, ["<root>"],
                                f"expected {self.model.__name__} or a mapping, got {type(payload).__name__}")
@@ -156,11 +168,19 @@ class JobKind(Generic[P, R]):
         if extra:
             raise PayloadError(self.name, extra, "; ".join(f"{name}: extra field not permitted" for name in extra))
         try:
-            return self.model.model_validate(payload).model_dump(mode="json", by_alias=True)
+            model = self.model.model_validate(payload)
         except pydantic.ValidationError as exc:
             fields = [".".join(str(p) for p in err["loc"]) or "<root>" for err in exc.errors()]
             details = "; ".join(f"{f}: {err['msg']}" for f, err in zip(fields, exc.errors(), strict=True))
             raise PayloadError(self.name, fields, details) from None
+        except RecursionError:
+            raise PayloadError(self.name, ["<root>"], "nested too deeply to validate") from None
+        try:
+            return model.model_dump(mode="json", by_alias=True)
+        except (pydantic_core.PydanticSerializationError, ValueError, TypeError) as exc:
+            bad = [name for name in self.model.model_fields if not _dumps(model, name)] or ["<root>"]
+            raise PayloadError(self.name, bad, f"{', '.join(bad)}: cannot be written as JSON: "
+                                               f"{str(exc).splitlines()[0][:200]}") from None
 
     def shard_for(self, payload: Mapping[str, Any]) -> str:
         """The shard of a job with this (validated) payload when enqueue names none: the kind's rule, else
@@ -326,20 +346,17 @@ class Queue:
         """
         rule = rule_from_options(shard_by, shard_by_hash)
         if shard is not None and rule is not None:
-            raise ValueError("pass shard (a fixed shard) or a routing rule (shard_by, shard_by_hash), not both")
+            raise InvalidJobOptions("pass shard (a fixed shard) or a routing rule (shard_by, shard_by_hash), not both")
         if shard is not None:
             validate_shard_name(shard)
-        if not name or len(name) > 200:
-            raise ValueError("a job kind name must have 1 to 200 characters")
-        if priority not in _PRIORITY_RANGE:
-            raise ValueError(f"priority must be within {_PRIORITY_RANGE.start}..{_PRIORITY_RANGE.stop - 1}")
-        for label, value in (("expires_in", expires_in), ("timeout", timeout)):
-            if value is not None and value <= timedelta(0):
-                raise ValueError(f"{label} must be positive")
+        check_text("job kind name", name, max_chars=200)
+        check_int("priority", priority, _PRIORITY_RANGE.start, _PRIORITY_RANGE.stop - 1)
+        expires_in = check_duration("expires_in", expires_in)
+        timeout = check_duration("timeout", timeout)
 
         def register(handler: Callable[P, R]) -> JobKind[P, R]:
             if name in self.kinds:
-                raise ValueError(f"job kind {name!r} is already registered")
+                raise InvalidJobOptions(f"job kind {name!r} is already registered")
             kind = JobKind(self, name, handler, model=model or _payload_model(handler),
                            retry=retry or Retry(), expires_in=expires_in, timeout=timeout, priority=priority,
                            shard=shard, shard_rule=rule)
@@ -366,7 +383,7 @@ class Queue:
         See docs/schedules.md.
         """
         if name in self.declared_schedules:
-            raise ValueError(f"schedule {name!r} is already declared")
+            raise InvalidJobOptions(f"schedule {name!r} is already declared")
         spec = make_spec(self, name, kind, rule, payload=payload, **options)
         self.declared_schedules[name] = spec
         return spec
@@ -409,6 +426,7 @@ class Queue:
         return found[:limit]
 
     def cancel(self, job_id: int, reason: str = "cancelled by operator", *, database: str | None = None) -> Job:
+        check_text("reason", reason, max_chars=MAX_MESSAGE_CHARS)
         return self._locate(job_id, database).job_cancel(job_id=job_id, now=self.clock(), reason=reason)
 
     def retry(self, job_id: int, *, database: str | None = None) -> Job:
@@ -470,9 +488,8 @@ class Queue:
 
     def _insert_on(self, conn: UserConnection, rows: list[NewJob], by_database: dict[str, list[int]],
                    now: datetime) -> list[Job]:
-        """Insert in the caller's transaction: every job's shard must live in the database ``conn`` is on."""
-        if len(self.databases) == 1:
-            return self.store.job_insert_many(rows, now=now, conn=conn)
+        """Insert in the caller's transaction: every job's shard must live in the database ``conn`` is on (with
+        or without a shard map: a job written to another database than the queue's would never be seen)."""
         if len(by_database) > 1:
             places = "; ".join(f"{', '.join(sorted({rows[i].shard for i in idx}))} in database {db!r}"
                                for db, idx in by_database.items())
@@ -482,6 +499,12 @@ class Queue:
         database = next(iter(by_database))
         on = connection_database_id(conn)
         if on != self._database_id(database):
+            if len(self.databases) == 1:
+                raise InvalidJobOptions(
+                    f"conn is a connection to another database than the queue's "
+                    f"({mask_url(self.shard_map.url(database))}): enqueue in a transaction on that database, "
+                    "or without conn="
+                )
             here = next((n for n in self.databases if self._database_id(n) == on), None)
             shards = ", ".join(sorted({r.shard for r in rows}))
             raise InvalidJobOptions(
@@ -502,31 +525,18 @@ class Queue:
 
     def _new_job(self, kind: JobKind[Any, Any], spec: JobSpec, now: datetime) -> NewJob:
         payload = kind.validate(spec.payload)
-        try:
-            payload_json = json.dumps(payload, separators=(",", ":"), allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise PayloadError(kind.name, ["<root>"], f"not JSON-serializable: {exc}") from None
-        nul = _nul_path(payload) if "\\u0000" in payload_json else None  # json.dumps escapes NUL as \u0000
-        if nul is not None:
-            raise PayloadError(kind.name, [nul], f"{nul}: NUL characters (\\x00) cannot be stored in PostgreSQL")
-        size = len(payload_json.encode("utf-8"))
-        if size > self.max_payload_bytes:
-            raise PayloadError(kind.name, ["<root>"],
-                               f"payload is {size} bytes, over the limit of {self.max_payload_bytes}")
-        run_at = _aware("run_at", spec.run_at) or now
-        expires_at = _aware("expires_at", spec.expires_at)
+        payload_json = encode_payload(kind.name, payload, max_bytes=self.max_payload_bytes)
+        run_at = check_time("run_at", spec.run_at) or now
+        expires_at = check_time("expires_at", spec.expires_at)
         if expires_at is None and kind.expires_in is not None:
-            expires_at = run_at + kind.expires_in
+            expires_at = add_time("expires_in", run_at, kind.expires_in)
         if expires_at is not None and expires_at <= run_at:
             raise InvalidJobOptions(f"expires_at ({expires_at.isoformat()}) must be after run_at "
                                     f"({run_at.isoformat()})")
         priority = kind.priority if spec.priority is None else spec.priority
-        if not isinstance(priority, int) or priority not in _PRIORITY_RANGE:
-            raise InvalidJobOptions(f"priority must be an integer within -32768..32767, got {priority!r}")
-        if spec.unique_key is not None and (
-            not isinstance(spec.unique_key, str) or not spec.unique_key or "\x00" in spec.unique_key
-        ):
-            raise InvalidJobOptions("unique_key must be a non-empty string without NUL characters")
+        check_int("priority", priority, _PRIORITY_RANGE.start, _PRIORITY_RANGE.stop - 1)
+        if spec.unique_key is not None:
+            check_text("unique_key", spec.unique_key, max_bytes=MAX_UNIQUE_KEY_BYTES)
         return NewJob(
             kind=kind.name,
             payload=payload,
@@ -560,37 +570,17 @@ def _merge(item: Any, defaults: JobSpec) -> JobSpec:
     )
 
 
-def _nul_path(value: Any, path: str = "") -> str | None:
-    """The dotted path of the first key or string holding a NUL character, else None."""
-    if isinstance(value, str):
-        return (path or "<root>") if "\x00" in value else None
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            here = f"{path}.{key}" if path else str(key)
-            if "\x00" in str(key):
-                return here
-            found = _nul_path(item, here)
-            if found:
-                return found
-    elif isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            found = _nul_path(item, f"{path}.{i}" if path else str(i))
-            if found:
-                return found
-    return None
+def _aware(name: str, value: datetime | None) -> datetime | None:  # TEMP: until scheduler.py uses limits
+    return check_time(name, value)
 
 
-def _aware(name: str, value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, datetime):
-        raise InvalidJobOptions(f"{name} must be a datetime, got {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise InvalidJobOptions(
-            f"{name} is a naive datetime ({value.isoformat()}): pass a timezone-aware one, "
-            "e.g. datetime.now(timezone.utc)"
-        )
-    return value
+def _dumps(model: pydantic.BaseModel, name: str) -> bool:
+    """Whether one field of a validated model can be written as JSON (to name the fields that cannot)."""
+    try:
+        model.model_dump(mode="json", include={name})
+    except (pydantic_core.PydanticSerializationError, ValueError, TypeError):
+        return False
+    return True
 
 
 def _positional_count(handler: Callable[..., Any]) -> int:
@@ -602,7 +592,7 @@ def _payload_model(handler: Callable[..., Any]) -> type[pydantic.BaseModel] | No
     params = [p for p in inspect.signature(handler).parameters.values()
               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if not params:
-        raise ValueError(f"handler {handler!r} must take the payload as its first parameter")
+        raise InvalidJobOptions(f"handler {handler!r} must take the payload as its first parameter")
     try:
         hints = typing.get_type_hints(handler)
     except Exception:  # unresolved forward references: fall back to the raw annotation

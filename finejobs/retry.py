@@ -14,6 +14,9 @@ from typing import Any
 
 import tenacity
 
+from finejobs.errors import InvalidJobOptions
+from finejobs.limits import MAX_ATTEMPTS, MAX_DELAY, check_int, clamp_after
+
 _UNUSED: Callable[..., Any] = lambda: None  # noqa: E731 - tenacity wants a callable it never calls
 
 
@@ -23,7 +26,8 @@ class Retry:
 
     ``max_attempts`` counts every attempt, the first included (1 = never retry). ``backoff`` is the
     delay before the second attempt; each later delay doubles, plus up to ``jitter`` (default: one
-    ``backoff``) of random spread, never more than ``max_backoff``. ``on`` lists the exception types
+    ``backoff``) of random spread, never more than ``max_backoff`` (nor ``finejobs.limits.MAX_DELAY``, 365
+    days). ``on`` lists the exception types
     that are retried; ``None`` retries every ``Exception``. A retry that would start after the job's
     ``expires_at`` is not scheduled: the job expires instead.
     """
@@ -36,19 +40,22 @@ class Retry:
     _wait: tenacity.wait.wait_base = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be an integer >= 1, got {self.max_attempts!r}")
+        check_int("max_attempts", self.max_attempts, 1, MAX_ATTEMPTS)
+        for name in ("backoff", "max_backoff", "jitter"):
+            value = getattr(self, name)
+            if not (value is None and name == "jitter") and not isinstance(value, timedelta):
+                raise InvalidJobOptions(f"{name} must be a timedelta, got {type(value).__name__}")
         if self.backoff < timedelta(0) or self.max_backoff < timedelta(0):
-            raise ValueError("backoff and max_backoff must not be negative")
+            raise InvalidJobOptions("backoff and max_backoff must not be negative")
         if self.on is not None and not (
             isinstance(self.on, tuple) and all(isinstance(t, type) and issubclass(t, BaseException) for t in self.on)
         ):
             raise TypeError(f"on must be a tuple of exception types, got {self.on!r}")
         if self.max_backoff < self.backoff:
-            raise ValueError("max_backoff must be at least backoff")
+            raise InvalidJobOptions("max_backoff must be at least backoff")
         jitter = self.backoff if self.jitter is None else self.jitter
         if jitter < timedelta(0):
-            raise ValueError("jitter must not be negative")
+            raise InvalidJobOptions("jitter must not be negative")
         wait = tenacity.wait_exponential_jitter(
             multiplier=self.backoff.total_seconds(),
             max=self.max_backoff.total_seconds(),
@@ -63,10 +70,16 @@ class Retry:
         return self.on is None or isinstance(error, self.on)
 
     def delay(self, attempt: int) -> timedelta:
-        """The delay after failed attempt number ``attempt`` (1-based)."""
+        """The delay after failed attempt number ``attempt`` (1-based), at most MAX_DELAY."""
         state = tenacity.RetryCallState(retry_object=tenacity.Retrying(), fn=_UNUSED, args=(), kwargs={})
         state.attempt_number = max(1, attempt)
-        return timedelta(seconds=self._wait(state))
+        try:
+            seconds = float(self._wait(state))
+        except OverflowError:
+            seconds = MAX_DELAY.total_seconds()
+        if not seconds <= MAX_DELAY.total_seconds():  # nan and inf too
+            seconds = MAX_DELAY.total_seconds()
+        return timedelta(seconds=max(0.0, seconds))
 
     def next_retry_at(
         self,
@@ -86,7 +99,7 @@ class Retry:
         limit = self.max_attempts if max_attempts is None else max_attempts
         if attempt >= limit or not self.retries(error):
             return None
-        run_at = now + self.delay(attempt)
+        run_at = clamp_after(now, self.delay(attempt))
         if expires_at is not None and run_at >= expires_at:
             return None
         return run_at

@@ -36,7 +36,7 @@ from finejobs.errors import (
     JobNotFound,
     SchemaError,
 )
-from finejobs.jobs import FINAL_STATES, AttemptError, Job, JobState
+from finejobs.jobs import FINAL_STATES, AttemptError, Job, JobState, Undecodable
 from finejobs.sharding import partition_name, validate_shard_name
 
 NOTIFY_CHANNEL = "finejobs"
@@ -862,6 +862,9 @@ class JobStore:
             raise DatabaseUnavailable(
                 f"database unavailable ({mask_url(self.url)}): {_first_line(exc.orig)}"
             ) from exc
+        except sa.exc.DataError as exc:
+            raise FinejobsError(f"the database refused a value, or holds one finejobs cannot read: "
+                                f"{_first_line(exc.orig)}") from exc
         except sa.exc.ProgrammingError as exc:
             if isinstance(exc.orig, psycopg.errors.UndefinedTable):
                 raise SchemaError(
@@ -884,7 +887,7 @@ class JobStore:
                 try:
                     with driver.cursor(row_factory=dict_row) as cur:
                         cur.execute(_compiled_for_psycopg(stmt), params)
-                        return cur.fetchall() if cur.description is not None else []
+                        return _fetch_all(cur)
                 except psycopg.OperationalError:
                     conn.invalidate()  # never hand a broken connection back to the pool
                     raise
@@ -1523,6 +1526,36 @@ def connection_database_id(conn: UserConnection) -> str:
     return known
 
 
+def _fetch_all(cur: psycopg.Cursor[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of a statement's (client-side, already received) result. A value the driver cannot turn
+    into Python (a timestamp past year 9999 or 'infinity', JSON nested past the recursion limit: rows
+    written around finejobs' checks) becomes ``Undecodable`` instead of failing the whole result, so that
+    one bad row cannot stop a worker: Job.from_row marks it defective and the worker fails that job alone."""
+    if cur.description is None:
+        return []
+    try:
+        return cur.fetchall()
+    except Exception:  # nothing is read from the network here: every error is one of decoding
+        result = cur.pgresult
+        assert result is not None
+        names = [column.name for column in cur.description]
+        rows = []
+        for i in range(result.ntuples):
+            row: dict[str, Any] = {}
+            for j, name in enumerate(names):
+                raw = result.get_value(i, j)
+                if raw is None:
+                    row[name] = None
+                    continue
+                loader = cur.adapters.get_loader(result.ftype(j), psycopg.pq.Format(result.fformat(j)))
+                try:
+                    row[name] = loader(result.ftype(j), cur.connection).load(raw) if loader else bytes(raw)
+                except Exception as exc:
+                    row[name] = Undecodable(f"{type(exc).__name__}: {str(exc)[:200]}")
+            rows.append(row)
+        return rows
+
+
 def _run(conn: UserConnection, stmt: sa.TextClause, params: Mapping[str, Any]) -> list[Mapping[Any, Any]]:
     """Run a statement on our connection or on a caller's (SQLAlchemy or psycopg) connection."""
     if isinstance(conn, Session):
@@ -1533,7 +1566,7 @@ def _run(conn: UserConnection, stmt: sa.TextClause, params: Mapping[str, Any]) -
     if isinstance(conn, psycopg.Connection):
         with conn.cursor(row_factory=dict_row) as cur:
             cur.execute(_compiled_for_psycopg(stmt), dict(params))
-            return list(cur.fetchall()) if cur.description is not None else []
+            return list(_fetch_all(cur))
     raise TypeError(
         f"conn must be a SQLAlchemy Connection or Session, or a psycopg Connection, not {type(conn).__name__}"
     )

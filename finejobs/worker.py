@@ -12,6 +12,7 @@ No transaction is open while a handler runs: the claim commits first, the outcom
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import random
@@ -33,6 +34,7 @@ from finejobs import outcomes
 from finejobs.clock import Clock
 from finejobs.errors import ConfigurationError, DatabaseUnavailable, FinejobsError
 from finejobs.jobs import Job, JobContext, JobState
+from finejobs.limits import log_safe
 from finejobs.queue import JobKind, Queue
 from finejobs.scheduler import Scheduler
 from finejobs.services import (
@@ -360,7 +362,13 @@ class Worker:
         if job.expires_at is not None and job.expires_at <= now:
             self.completer.add(outcomes.expired_unstarted(job, now=now), job, 0.0, None)
             return None
-        run = Running(job=job, kind=self.queue.kinds[job.kind], context=JobContext(job, self.worker_id))
+        kind = self.queue.kinds.get(job.kind)
+        if job.defect is not None or kind is None:
+            why = job.defect or f"no handler for kind {job.kind!r} in this worker"
+            log.error("job %d: cannot be run, failing it: %s", job.id, log_safe(why))
+            self.completer.add(outcomes.unrunnable(job, why, now=now, worker=self.worker_id), job, 0.0, None)
+            return None
+        run = Running(job=job, kind=kind, context=JobContext(job, self.worker_id))
         with self._state_lock:
             self._running[job.id] = run
         return run
@@ -380,12 +388,19 @@ class Worker:
             self._pool.submit(self._execute, run)
 
     def _call_args(self, run: Running) -> tuple[Any, ...]:
-        payload = run.kind.parse(run.job.payload)
+        try:
+            payload = run.kind.parse(run.job.payload)
+        except Exception as exc:  # a stored payload the kind's model no longer accepts: retrying cannot help
+            raise outcomes.Unrunnable(f"its payload does not fit the kind's model: {outcomes.describe(exc)}") from exc
         return (payload, run.context) if run.kind.takes_context else (payload,)
 
     def _execute(self, run: Running) -> None:
         try:
             result = run.kind.handler(*self._call_args(run))
+            if inspect.isawaitable(result):  # a sync wrapper around a coroutine function, without __wrapped__
+                _close(result)
+                raise TypeError(f"the handler of {run.kind.name!r} returned an awaitable without running it: "
+                                "declare it `async def`, or wrap it with functools.wraps")
         except BaseException as exc:  # SystemExit and KeyboardInterrupt in a handler fail that job only
             self._settle_error(run, exc)
         else:
@@ -408,7 +423,15 @@ class Worker:
             self._finish(run)
 
     def _settle_error(self, run: Running, exc: BaseException) -> None:
-        outcome = outcomes.failed(run.job, exc, retry=run.kind.retry, now=self.clock(), worker=self.worker_id)
+        """Settle a failed attempt. Nothing about the error can strand the job: if even its outcome cannot be
+        computed, the job fails with a record of why."""
+        try:
+            outcome = outcomes.failed(run.job, exc, retry=run.kind.retry, now=self.clock(), worker=self.worker_id)
+        except BaseException as broken:
+            log.error("job %d %s: the outcome of its error could not be computed (%s); failing it",
+                      run.job.id, run.job.kind, outcomes.describe(broken))
+            outcome = outcomes.unrunnable(run.job, f"its error could not be recorded: {outcomes.describe(broken)}",
+                                          now=self.clock(), worker=self.worker_id)
         self._settle(run, outcome, exc)
 
     def _settle(self, run: Running, outcome: Outcome, error: BaseException | None) -> None:
@@ -467,7 +490,7 @@ class Worker:
         detail = f" error={outcomes.describe(error)}" if error is not None and label != "snoozed" else ""
         retry = f" next_run_at={outcome.run_at.isoformat()}" if label == "retried" and outcome.run_at else ""
         level = logging.INFO if label in ("succeeded", "snoozed") else logging.WARNING
-        log.log(level, "job %d %s shard=%s attempt=%d/%d %s in %.1fms%s%s", job.id, job.kind, job.shard,
+        log.log(level, "job %d %s shard=%s attempt=%d/%d %s in %.1fms%s%s", job.id, log_safe(job.kind), job.shard,
                 job.attempt, job.max_attempts, label, duration * 1000, retry, detail)
 
     def service_died(self, name: str, exc: BaseException) -> None:
@@ -550,6 +573,12 @@ def install_stop_signals(*, stopping: threading.Event, stop: Callable[[], None])
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
+
+
+def _close(awaitable: object) -> None:
+    close = getattr(awaitable, "close", None)
+    if callable(close):
+        close()
 
 
 def _label(outcome: Outcome) -> str:
