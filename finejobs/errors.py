@@ -8,7 +8,8 @@ FinejobsError                      base of everything below
 ├── EnqueueError (ValueError)      a job was refused at enqueue; nothing was written
 │   ├── PayloadError               the payload failed validation (``.fields`` names each bad field)
 │   ├── UnknownKindError           no job kind of that name is registered on the queue
-│   └── InvalidJobOptions          naive datetimes, expires_at before run_at, bad priority, ...
+│   └── InvalidJobOptions          naive datetimes, times out of range, bad priority, bad options
+│                                  (also at declaration: @queue.job(...), Retry(...), schedules)
 ├── JobNotFound (LookupError)      no job with that id
 └── ScheduleNotFound (LookupError) no schedule with that name or id (finejobs.scheduler)
 
@@ -60,7 +61,8 @@ class UnknownKindError(EnqueueError):
 
 
 class InvalidJobOptions(EnqueueError):
-    """An enqueue option is invalid (naive datetime, expires_at before run_at, ...)."""
+    """An option is invalid (naive datetime, a time out of range, expires_at before run_at, a priority or
+    max_attempts out of range, ...), at enqueue or at declaration. See docs/guarantees.md for the limits."""
 
 
 class JobNotFound(FinejobsError, LookupError):
@@ -76,7 +78,10 @@ class Cancel(Exception):
 
 
 class Snooze(Exception):
-    """Raise from a handler to run the job again after ``delay``; the attempt is not counted."""
+    """Raise from a handler to run the job again after ``delay``; the attempt is not counted.
+
+    The delay is clamped to ``finejobs.limits.MAX_DELAY`` (365 days).
+    """
 
     def __init__(self, delay: timedelta | float) -> None:
         self.delay = delay if isinstance(delay, timedelta) else timedelta(seconds=delay)

@@ -34,12 +34,12 @@ def encode(kind: str, payload: Mapping[str, Any], *, max_bytes: int) -> str:
     try:
         text = json.dumps(value, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError, RecursionError) as exc:
-        raise PayloadError(kind, ["<root>"], f"not JSON-serializable: {exc}") from None
+        raise PayloadError(kind, ["<root>"], f"the payload is not JSON-serializable: {exc}") from None
     for i, number in enumerate(wide):
         text = text.replace(json.dumps(f"{_MARK}{i}"), f"{number:.1f}", 1)
     size = len(text.encode("utf-8"))
     if size > max_bytes:
-        raise PayloadError(kind, ["<root>"], f"payload is {size} bytes, over the limit of {max_bytes}")
+        raise PayloadError(kind, ["<root>"], f"the payload is {size} bytes, over the limit of {max_bytes}")
     return text
 
 

@@ -156,25 +156,25 @@ class JobKind(Generic[P, R]):
         """The payload as the JSON-ready dict that will be stored; raises PayloadError naming the fields."""
         if self.model is None:
             if not isinstance(payload, Mapping):
-                raise PayloadError(self.name, ["<root>"], f"expected a JSON object, got {type(payload).__name__}")
+                raise PayloadError(self.name, ["<root>"],
+                                   f"the payload must be a JSON object, got {type(payload).__name__}")
             return dict(payload)
         if isinstance(payload, pydantic.BaseModel):
             # Validated again, even an instance of the kind's own model: model_construct() skips validation.
             payload = payload.model_dump(by_alias=isinstance(payload, self.model), warnings=False)
         if not isinstance(payload, Mapping):
             raise PayloadError(self.name, ["<root>"],
-                               f"expected {self.model.__name__} or a mapping, got {type(payload).__name__}")
-        extra = _unknown_fields(self.model, payload)
-        if extra:
-            raise PayloadError(self.name, extra, "; ".join(f"{name}: extra field not permitted" for name in extra))
+                               f"the payload must be {self.model.__name__} or a mapping, got {type(payload).__name__}")
+        problems = [(name, "extra field not permitted") for name in _unknown_fields(self.model, payload)]
         try:
             model = self.model.model_validate(payload)
         except pydantic.ValidationError as exc:
-            fields = [".".join(str(p) for p in err["loc"]) or "<root>" for err in exc.errors()]
-            details = "; ".join(f"{f}: {err['msg']}" for f, err in zip(fields, exc.errors(), strict=True))
-            raise PayloadError(self.name, fields, details) from None
+            problems += [(".".join(str(p) for p in err["loc"]) or "<root>", err["msg"]) for err in exc.errors()]
         except RecursionError:
-            raise PayloadError(self.name, ["<root>"], "nested too deeply to validate") from None
+            problems.append(("<root>", "the payload is nested too deeply to validate"))
+        if problems:
+            raise PayloadError(self.name, [field for field, _ in problems],
+                               "; ".join(f"{field}: {why}" for field, why in problems))
         try:
             return model.model_dump(mode="json", by_alias=True)
         except (pydantic_core.PydanticSerializationError, ValueError, TypeError) as exc:
