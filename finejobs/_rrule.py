@@ -1,8 +1,19 @@
-"""RFC 5545 recurrence rules (python-dateutil), with friendlier constructors for the common calendars."""
+"""RFC 5545 recurrence rules (python-dateutil), with friendlier constructors for the common calendars.
+
+dateutil looks for the next occurrence until year 9999 when none comes (a rule for 30 February walks
+8,000 years, seconds of CPU for FREQ=DAILY). finejobs bounds that work twice:
+
+- at construction, a rule whose days can never occur (BYMONTH=2;BYMONTHDAY=30, BYMONTHDAY=32, a BYSETPOS
+  beyond every period's set...) is refused: its day filters are tried on one 400-year Gregorian cycle
+  (after which weekdays and leap years repeat) with FREQ=YEARLY, a few milliseconds;
+- each search for the next occurrence looks at most ``_HORIZON_YEARS`` (400) years ahead (counted in the
+  months, or years, dateutil walks): a rule with no occurrence in that window has no next fire.
+"""
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -12,6 +23,7 @@ from dateutil import rrule as du
 
 from finejobs._wallclock import (
     WallClockRule,
+    aware,
     bounds_from_spec,
     iso,
     local,
@@ -20,6 +32,8 @@ from finejobs._wallclock import (
     tz_name,
     zone,
 )
+from finejobs.errors import InvalidJobOptions
+from finejobs.limits import MAX_DURATION
 
 _DAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 _DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -31,6 +45,65 @@ _PERIOD = {"SECONDLY": timedelta(seconds=1), "MINUTELY": timedelta(minutes=1), "
            "DAILY": timedelta(days=1), "WEEKLY": timedelta(weeks=1)}
 _DEFAULT_ANCHOR = datetime(2001, 1, 1)  # a Monday: FREQ=WEEKLY means Mondays, MONTHLY the 1st, at 00:00
 _ORDINALS = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth", -1: "last", -2: "second-to-last"}
+# The longest INTERVAL per FREQ: one period at most MAX_DURATION (100 years), as for Every.
+_MAX_INTERVAL = {"YEARLY": MAX_DURATION.days // 365, "MONTHLY": MAX_DURATION.days // 365 * 12,
+                 "WEEKLY": MAX_DURATION.days // 7, "DAILY": MAX_DURATION.days, "HOURLY": MAX_DURATION.days * 24,
+                 "MINUTELY": MAX_DURATION.days * 1440, "SECONDLY": MAX_DURATION.days * 86400}
+_HORIZON_YEARS = 400
+_DAY_KEYS = ("BYWEEKNO", "BYYEARDAY", "BYMONTHDAY", "BYDAY", "BYEASTER")
+_NTH = re.compile(r"^([+-]?\d+)?([A-Z]{2})$")
+
+
+class _Horizon(Exception):
+    """A search for the next occurrence went past its horizon."""
+
+
+_budget = threading.local()  # .left: how many more months (years for FREQ=YEARLY) this search may walk
+
+
+class _BoundedRule(du.rrule):
+    """A dateutil rrule whose iteration can be cut short: dateutil reads ``_byeaster`` each time it starts
+    a new month (a new year for FREQ=YEARLY, a new period for MONTHLY), so reading it spends one unit of
+    the current search's budget. Outside a bounded search (``_budget.left`` unset) it is a plain rrule.
+    If a dateutil release stopped reading it, searches would only lose their bound, not their results."""
+
+    @property
+    def _byeaster(self) -> Any:
+        left = getattr(_budget, "left", None)
+        if left is not None:
+            if left <= 0:
+                raise _Horizon
+            _budget.left = left - 1
+        return self.__dict__["_byeaster_value"]
+
+    @_byeaster.setter
+    def _byeaster(self, value: Any) -> None:
+        self.__dict__["_byeaster_value"] = value
+
+    def replace(self, **kwargs: Any) -> _BoundedRule:
+        return _bounded(super().replace(**kwargs))
+
+
+def _bounded(rule: du.rrule) -> _BoundedRule:
+    """``rule`` as a _BoundedRule (the same arguments, as dateutil's own ``replace`` rebuilds it)."""
+    state = vars(rule)
+    arguments: dict[str, Any] = {name: state[f"_{name}"] for name in ("interval", "count", "dtstart", "freq",
+                                                                      "until", "wkst")}
+    arguments.update(state["_original_rule"], cache=False)
+    return _BoundedRule(**arguments)
+
+
+def _next_within(iterator: Iterator[datetime], budget: int) -> datetime | None:
+    """The iterator's next item, or None if it ends or walks more than ``budget`` months (or years)."""
+    _budget.left = budget
+    try:
+        return next(iterator, None)
+    except _Horizon:
+        return None
+    except (OverflowError, ValueError):  # dateutil at the end of the calendar
+        return None
+    finally:
+        _budget.left = None
 
 
 def _day_token(value: str) -> str:
@@ -38,10 +111,10 @@ def _day_token(value: str) -> str:
     for i, token in enumerate(_DAYS):
         if text in (token, _DAY_NAMES[i][:3].upper(), _DAY_NAMES[i].upper()):
             return token
-    raise ValueError(f"not a day of the week: {value!r} (use MO, TU, ... or Monday, ...)")
+    raise InvalidJobOptions(f"not a day of the week: {value!r} (use MO, TU, ... or Monday, ...)")
 
 
-def _parse_moment(value: str, tz: ZoneInfo, *, end_of_day: bool) -> datetime:
+def _parse_moment(value: str, tz: ZoneInfo, *, end_of_day: bool, name: str) -> datetime:
     """An RFC 5545 DATE or DATE-TIME (``...Z`` is UTC, otherwise local in ``tz``) as a UTC instant."""
     text = value.strip()
     try:
@@ -53,9 +126,12 @@ def _parse_moment(value: str, tz: ZoneInfo, *, end_of_day: bool) -> datetime:
             return datetime.strptime(text, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
         if re.fullmatch(r"\d{8}T\d{6}", text):
             return resolve(datetime.strptime(text, "%Y%m%dT%H%M%S"), tz, False)[0]
+    except OverflowError:
+        raise InvalidJobOptions(f"{name} ({value}) is outside the supported time range") from None
     except ValueError:
         pass
-    raise ValueError(f"not an RFC 5545 date or date-time: {value!r} (e.g. 20300121 or 20300121T090000Z)")
+    raise InvalidJobOptions(f"{name}: not an RFC 5545 date or date-time: {value!r} "
+                            "(e.g. 20300121 or 20300121T090000Z)"[:300])
 
 
 def _utc_stamp(moment: datetime) -> str:
@@ -75,7 +151,7 @@ class RRule(WallClockRule):
 
     def __init__(self, text: str, tz: str | ZoneInfo | None = None, *, start: datetime | None = None) -> None:
         if not isinstance(text, str) or not text.strip():
-            raise ValueError("an RRULE must be a non-empty string such as 'FREQ=WEEKLY;BYDAY=MO'")
+            raise InvalidJobOptions("an RRULE must be a non-empty string such as 'FREQ=WEEKLY;BYDAY=MO'")
         rule_text: str | None = None
         dtstart: tuple[str, str | None] | None = None
         for raw in text.strip().splitlines():
@@ -89,38 +165,44 @@ class RRule(WallClockRule):
                 dtstart = (value, tzid.group(1) if tzid else None)
             elif upper.startswith("RRULE:") or upper.startswith("FREQ="):
                 if rule_text is not None:
-                    raise ValueError("only one RRULE per rule: make one schedule per RRULE")
+                    raise InvalidJobOptions("only one RRULE per rule: make one schedule per RRULE")
                 rule_text = line.split(":", 1)[1] if upper.startswith("RRULE:") else line
             else:
-                raise ValueError(f"unsupported line {line!r}: give FREQ=... with an optional DTSTART line "
+                raise InvalidJobOptions(f"unsupported line {line!r}: give FREQ=... with an optional DTSTART line "
                                  "(RDATE, EXDATE and EXRULE are not supported)")
         if rule_text is None:
-            raise ValueError(f"no RRULE in {text!r}: expected something like 'FREQ=WEEKLY;BYDAY=MO'")
+            raise InvalidJobOptions(f"no RRULE in {text!r}: expected something like 'FREQ=WEEKLY;BYDAY=MO'")
         if tz is None and dtstart is not None and dtstart[1]:
             tz = dtstart[1]
         zone_name = tz_name(tz)
         if start is None and dtstart is not None:
-            start = _parse_moment(dtstart[0], zone(dtstart[1] or zone_name), end_of_day=False)
+            start = _parse_moment(dtstart[0], zone(dtstart[1] or zone_name), end_of_day=False, name="DTSTART")
         parts: dict[str, str] = {}
         for item in rule_text.strip().strip(";").split(";"):
             key, eq, value = item.partition("=")
             if not eq or not key.strip() or not value.strip():
-                raise ValueError(f"bad RRULE part {item!r} in {rule_text!r}")
+                raise InvalidJobOptions(f"bad RRULE part {item!r} in {rule_text!r}")
             parts[key.strip().upper()] = value.strip().upper()
         if parts.get("FREQ") not in _FREQS:
-            raise ValueError(f"RRULE {rule_text!r} needs FREQ= one of {', '.join(_FREQS)}")
+            raise InvalidJobOptions(f"RRULE {rule_text!r} needs FREQ= one of {', '.join(_FREQS)}")
         count_text = parts.pop("COUNT", None)
         until_text = parts.pop("UNTIL", None)
         try:
-            count = int(count_text) if count_text is not None else None
+            count = int(count_text) if count_text is not None and len(count_text) <= 30 else None
         except ValueError:
-            raise ValueError(f"bad COUNT in RRULE {rule_text!r}") from None
-        until = _parse_moment(until_text, zone(zone_name), end_of_day=True) if until_text else None
+            count = None
+        if count_text is not None and count is None:
+            raise InvalidJobOptions(f"bad COUNT in RRULE {rule_text!r}"[:300])
+        until = (_parse_moment(until_text, zone(zone_name), end_of_day=True, name="UNTIL")
+                 if until_text else None)
         self.interval = int(parts.get("INTERVAL", "1")) if parts.get("INTERVAL", "1").isdigit() else 0
         if self.interval < 1:
-            raise ValueError(f"bad INTERVAL in RRULE {rule_text!r}")
+            raise InvalidJobOptions(f"bad INTERVAL in RRULE {rule_text!r}"[:300])
+        if self.interval > _MAX_INTERVAL[parts["FREQ"]]:
+            raise InvalidJobOptions(f"INTERVAL={self.interval} with FREQ={parts['FREQ']} is over the limit of "
+                                    f"{_MAX_INTERVAL[parts['FREQ']]:,} (one period at most 100 years)")
         if self.interval > 1 and start is None:
-            raise ValueError(f"RRULE {rule_text!r} has INTERVAL={self.interval}: give start= (or DTSTART) "
+            raise InvalidJobOptions(f"RRULE {rule_text!r} has INTERVAL={self.interval}: give start= (or DTSTART) "
                              "to say which periods count")
         super().__init__(tz=zone_name, start=start, until=until, count=count)
         self.text = ";".join(f"{k}={v}" for k, v in (("FREQ", parts["FREQ"]), *(
@@ -136,19 +218,100 @@ class RRule(WallClockRule):
         unbounded = ";".join(f"{k}={v}" for k, v in parts.items())
         try:
             base = du.rrulestr(unbounded, dtstart=self._anchor)
-        except (ValueError, TypeError, KeyError) as exc:
-            raise ValueError(f"invalid RRULE {rule_text!r}: {exc}") from None
-        assert isinstance(base, du.rrule)
-        self._base: du.rrule = base
+            assert isinstance(base, du.rrule)
+            self._base: du.rrule = _bounded(base)
+        except (ValueError, TypeError, KeyError, OverflowError, IndexError) as exc:
+            raise InvalidJobOptions(f"invalid RRULE {rule_text!r}: {exc}"[:500]) from None
         self._anchored: dict[datetime, du.rrule] = {}
+        self._budget = _HORIZON_YEARS + 2 if self.freq == "YEARLY" else 12 * _HORIZON_YEARS + 2
+        self._check_it_can_fire(rule_text)
+
+    def _check_it_can_fire(self, rule_text: str) -> None:
+        """Refuse a rule whose days never occur, or whose BYSETPOS is beyond every period's set."""
+        p = self.parts
+        sizes = {k: len(p[k].split(",")) if k in p else 1 for k in ("BYHOUR", "BYMINUTE", "BYSECOND")}
+        times = {"HOURLY": sizes["BYMINUTE"] * sizes["BYSECOND"], "MINUTELY": sizes["BYSECOND"],
+                 "SECONDLY": 1}.get(self.freq, sizes["BYHOUR"] * sizes["BYMINUTE"] * sizes["BYSECOND"])
+        if "BYSETPOS" in p:
+            most = self._days_per_period() * times
+            positions = [int(v) for v in p["BYSETPOS"].split(",") if v.lstrip("+-").isdigit()]
+            if positions and all(abs(v) > most for v in positions):
+                raise InvalidJobOptions(f"RRULE {rule_text!r} never fires: BYSETPOS={p['BYSETPOS']} is beyond the "
+                                        f"at most {most} occurrence(s) of each {_FREQS[self.freq]}"[:500])
+        probe = dict(p)
+        for key in ("FREQ", "INTERVAL", "BYSETPOS", "BYHOUR", "BYMINUTE", "BYSECOND"):
+            probe.pop(key, None)
+        if not any(k in probe for k in _DAY_KEYS):  # dateutil's defaults: the anchor's day
+            if self.freq == "MONTHLY":
+                probe["BYMONTHDAY"] = str(self._anchor.day)
+            elif self.freq == "WEEKLY":
+                probe["BYDAY"] = _DAYS[self._anchor.weekday()]
+            elif self.freq != "YEARLY":
+                probe["BYDAY"] = ",".join(_DAYS)  # every day (and no default from the anchor)
+        elif "BYDAY" in probe and self.freq not in ("YEARLY", "MONTHLY"):  # "1MO" means "MO" above MONTHLY
+            probe["BYDAY"] = ",".join(dict.fromkeys(t[-2:] for t in probe["BYDAY"].split(",")))
+        elif "BYDAY" in probe and self.freq == "MONTHLY" and "BYMONTH" not in probe:
+            probe["BYMONTH"] = ",".join(str(m) for m in range(1, 13))  # so that "-1MO" is within each month
+        text = ";".join(["FREQ=YEARLY", *(f"{k}={v}" for k, v in probe.items()), "BYHOUR=0", "BYMINUTE=0",
+                         "BYSECOND=0"])
+        try:
+            day_rule = du.rrulestr(text, dtstart=self._anchor.replace(hour=0, minute=0, second=0, microsecond=0))
+            assert isinstance(day_rule, du.rrule)
+            days = _bounded(day_rule)
+            first = _next_within(iter(days), _HORIZON_YEARS + 2)
+        except (ValueError, TypeError, KeyError, OverflowError, IndexError):
+            return  # the rule itself was accepted by dateutil: let the search decide
+        if first is None:
+            raise InvalidJobOptions(f"RRULE {rule_text!r} never fires: no day matches its BY... parts"[:500])
+
+    def _days_per_period(self) -> int:
+        """At most how many days one period (year, month, week, day...) of the rule holds."""
+        p = self.parts
+
+        def n(key: str) -> int:
+            return len(p[key].split(","))
+
+        if self.freq not in ("YEARLY", "MONTHLY", "WEEKLY"):
+            return 1
+        if not any(k in p for k in _DAY_KEYS):
+            return 1
+        months = n("BYMONTH") if "BYMONTH" in p else 12
+        tokens = [_NTH.match(t) for t in p.get("BYDAY", "").split(",")] if "BYDAY" in p else []
+        nth = sum(1 for t in tokens if t is not None and t.group(1))
+        plain = len({t.group(2) for t in tokens if t is not None and not t.group(1)})
+        if self.freq == "WEEKLY":
+            return min(7, plain + nth) if "BYDAY" in p else 7
+        bounds = [366 if self.freq == "YEARLY" else 31]
+        if "BYYEARDAY" in p:
+            bounds.append(n("BYYEARDAY"))
+        if "BYMONTHDAY" in p:
+            bounds.append(n("BYMONTHDAY") * (months if self.freq == "YEARLY" else 1))
+        if "BYWEEKNO" in p:
+            bounds.append(7 * n("BYWEEKNO"))
+        if "BYDAY" in p and len(tokens) == n("BYDAY") and all(t is not None for t in tokens):
+            if self.freq == "MONTHLY":
+                bounds.append(nth + 5 * plain)
+            elif "BYMONTH" in p:
+                bounds.append((nth + 5 * plain) * months)
+            else:
+                bounds.append(nth + 53 * plain)
+        return max(1, min(bounds))
 
     def _rule_near(self, after: datetime) -> du.rrule:
-        """The same rule anchored a whole number of periods later, so dateutil need not walk from the start."""
+        """The same rule anchored a whole number of periods later (for FREQ=MONTHLY and YEARLY, whole
+        400-year cycles, after which the calendar repeats), so dateutil need not walk from the start."""
         period = _PERIOD.get(self.freq)
-        if period is None or after - self._anchor <= 4 * period * self.interval:
-            return self._base
-        step = period * self.interval
-        anchor = self._anchor + ((after - self._anchor) // step - 2) * step
+        if period is None:
+            cycles = (after.year - self._anchor.year - 1) // 400
+            cycle = 400 if self.freq == "YEARLY" else 4800  # years or months
+            if cycles < 1 or cycle % self.interval:
+                return self._base
+            anchor = self._anchor.replace(year=self._anchor.year + 400 * cycles)
+        else:
+            if after - self._anchor <= 4 * period * self.interval:
+                return self._base
+            step = period * self.interval
+            anchor = self._anchor + ((after - self._anchor) // step - 2) * step
         rule = self._anchored.get(anchor)
         if rule is None:
             if len(self._anchored) > 64:
@@ -158,7 +321,11 @@ class RRule(WallClockRule):
 
     def candidates(self, after: datetime) -> Iterator[datetime]:
         rule = self._rule_near(after)
-        yield from rule.xafter(max(after, self._anchor - timedelta(microseconds=1)), inc=False)
+        after = max(after, self._anchor - timedelta(microseconds=1))
+        occurrences = iter(rule)  # from the rule's anchor; each step may walk at most the horizon
+        while (candidate := _next_within(occurrences, self._budget)) is not None:
+            if candidate > after:
+                yield candidate
 
     # ---------------------------------------------------------------- friendlier constructors
 
@@ -166,7 +333,7 @@ class RRule(WallClockRule):
     def _build(cls, parts: list[str], *, at: str | time, tz: str | ZoneInfo | None, start: datetime | None,
                count: int | None, until: datetime | None, every: int) -> RRule:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be a positive integer, got {every!r}")
+            raise InvalidJobOptions(f"every must be a positive integer, got {every!r}")
         clock = parse_time(at)
         if every > 1:
             parts.append(f"INTERVAL={every}")
@@ -174,7 +341,9 @@ class RRule(WallClockRule):
         if count is not None:
             parts.append(f"COUNT={count}")
         if until is not None:
-            parts.append(f"UNTIL={_utc_stamp(until)}")
+            checked = aware("until", until)
+            assert checked is not None
+            parts.append(f"UNTIL={_utc_stamp(checked)}")
         return cls(";".join(parts), tz=tz, start=start)
 
     @classmethod
@@ -190,7 +359,7 @@ class RRule(WallClockRule):
         """On the given days (``"MO,WE"`` or ``["Monday"]``) every ``every`` weeks, at ``at``."""
         tokens = [_day_token(d) for d in (days.split(",") if isinstance(days, str) else days)]
         if not tokens:
-            raise ValueError("weekly needs at least one day")
+            raise InvalidJobOptions("weekly needs at least one day")
         parts = ["FREQ=WEEKLY", "BYDAY=" + ",".join(dict.fromkeys(tokens))]
         return cls._build(parts, at=at, tz=tz, start=start, count=count, until=until, every=every)
 
@@ -214,7 +383,7 @@ class RRule(WallClockRule):
                count: int | None = None, until: datetime | None = None) -> RRule:
         """Each year on ``day`` of ``month`` (21 January), or on its ``nth`` ``weekday`` (first Sunday of March)."""
         if not isinstance(month, int) or not 1 <= month <= 12:
-            raise ValueError(f"month must be 1 to 12, got {month!r}")
+            raise InvalidJobOptions(f"month must be 1 to 12, got {month!r}")
         parts = ["FREQ=YEARLY", f"BYMONTH={month}", _day_part(day, weekday, nth)]
         return cls._build(parts, at=at, tz=tz, start=start, count=count, until=until, every=1)
 
@@ -258,13 +427,13 @@ class RRule(WallClockRule):
 
 def _day_part(day: int | None, weekday: str | None, nth: int) -> str:
     if (day is None) == (weekday is None):
-        raise ValueError("give either day= (of the month) or weekday= (with nth=)")
+        raise InvalidJobOptions("give either day= (of the month) or weekday= (with nth=)")
     if day is not None:
         if isinstance(day, bool) or not isinstance(day, int) or not (1 <= day <= 31 or -31 <= day <= -1):
-            raise ValueError(f"day must be 1 to 31, or -1 (the last) to -31, got {day!r}")
+            raise InvalidJobOptions(f"day must be 1 to 31, or -1 (the last) to -31, got {day!r}")
         return f"BYMONTHDAY={day}"
     if isinstance(nth, bool) or not isinstance(nth, int) or nth == 0 or not -5 <= nth <= 5:
-        raise ValueError(f"nth must be 1 to 5, or -1 (the last) to -5, got {nth!r}")
+        raise InvalidJobOptions(f"nth must be 1 to 5, or -1 (the last) to -5, got {nth!r}")
     assert weekday is not None
     return f"BYDAY={nth}{_day_token(weekday)}"
 

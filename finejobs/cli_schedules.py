@@ -11,10 +11,11 @@ finejobs schedules show policy-renewals
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import click
@@ -33,9 +34,11 @@ from finejobs.cli import (
     database_url_option,
     load_app,
 )
+from finejobs.errors import InvalidJobOptions
+from finejobs.limits import MAX_ATTEMPTS, check_duration, check_text, check_time
 from finejobs.queue import Queue
 from finejobs.schedule_ops import SORT_KEYS, Schedule
-from finejobs.scheduler import MISFIRES, OVERLAPS
+from finejobs.scheduler import MAX_MISFIRE_LIMIT, MISFIRES, OVERLAPS
 from finejobs.schedules import Adaptive, Cron, DailyAt, Every, Once, RRule, Rule
 
 _UNITS = {"s": "seconds", "sec": "seconds", "m": "minutes", "min": "minutes", "h": "hours", "d": "days",
@@ -62,12 +65,43 @@ def parse_duration(text: str, *, calendar: bool = False) -> dict[str, float]:
         raise click.BadParameter(f"{text!r} is not a duration (e.g. {examples})")
     if not calendar and ("months" in parts or "years" in parts):
         raise click.BadParameter(f"{text!r}: months and years are not allowed here")
+    if not all(math.isfinite(v) for v in parts.values()):
+        raise click.BadParameter(f"{text!r} is over the limit of 100 years")
     return parts
+
+
+_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
+
+
+def _seconds(parts: dict[str, float]) -> float:
+    return sum(value * _SECONDS[unit] for unit, value in parts.items())
 
 
 def _timedelta(text: str) -> timedelta:
     parts = parse_duration(text)
-    return timedelta(**parts)
+    try:
+        return timedelta(seconds=_seconds(parts))
+    except OverflowError:
+        raise click.BadParameter(f"{text!r} is over the limit of 100 years") from None
+
+
+def _check_name(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    try:
+        check_text("name", value, max_chars=200)
+        if not value.strip():
+            raise InvalidJobOptions("name must not be blank")
+    except InvalidJobOptions as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    return value
+
+
+def _check_time(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if isinstance(value, datetime):
+        try:
+            check_time((param.name or "time").replace("_", "-"), value)
+        except InvalidJobOptions as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    return value
 
 
 def _rule_from_options(o: dict[str, Any]) -> Rule | None:
@@ -94,9 +128,10 @@ def _rule_from_options(o: dict[str, Any]) -> Rule | None:
             return RRule(text, tz=tz, start=start)
         if which == "every":
             units = parse_duration(o["every"], calendar=True)
-            months = int(units.pop("months", 0)) + 12 * int(units.pop("years", 0))
-            return Every(timedelta(**units) if units else None, months=months, start=start, count=count, until=until,
-                         tz=tz)
+            months = units.pop("months", 0) + 12 * units.pop("years", 0)
+            if months != int(months):
+                raise click.BadParameter("months and years must be whole numbers", param_hint="'--every'")
+            return Every(seconds=_seconds(units), months=int(months), start=start, count=count, until=until, tz=tz)
         if which == "daily_at":
             return DailyAt(*o["daily_at"], tz=tz or "UTC", start=start, until=until)
         if which == "once":
@@ -107,12 +142,19 @@ def _rule_from_options(o: dict[str, Any]) -> Rule | None:
             key = key.strip().lower()
             if key not in ("success", "idle", "error", "timeout") or not value:
                 raise click.BadParameter(f"--adaptive takes success=5m,idle=30m,error=1m,timeout=10m, not {item!r}")
-            delays[f"on_{key}"] = _timedelta(value)
+            try:
+                delays[f"on_{key}"] = _timedelta(value)
+            except click.BadParameter as exc:
+                raise click.BadParameter(exc.message, param_hint="'--adaptive'") from None
         if "on_success" not in delays:
             raise click.BadParameter("--adaptive needs at least success=DURATION")
         return Adaptive(**delays)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint=f"'--{which.replace('_', '-')}'") from None
+    except click.BadParameter as exc:
+        if exc.param is not None or exc.param_hint is not None:
+            raise
+        raise click.BadParameter(exc.message, param_hint=f"'--{which.replace('_', '-')}'") from None
 
 
 def _rule_options(function: F) -> F:
@@ -121,13 +163,15 @@ def _rule_options(function: F) -> F:
         click.option("--rrule", metavar="RRULE", help="An RFC 5545 RRULE, e.g. 'FREQ=MONTHLY;BYDAY=-1MO;BYHOUR=6'."),
         click.option("--every", metavar="DURATION", help="An interval: 90s, 5m, 2h, 1d, 2w, 1mo, 1y."),
         click.option("--daily-at", multiple=True, metavar="HH:MM", help="A time of day; repeat for several."),
-        click.option("--once", type=AwareDateTime(), help="One run at this moment (ISO 8601 with a timezone)."),
+        click.option("--once", type=AwareDateTime(), callback=_check_time,
+                     help="One run at this moment (ISO 8601 with a timezone)."),
         click.option("--adaptive", metavar="DELAYS",
                      help="Delays after each outcome: success=5m,idle=30m,error=1m,timeout=10m."),
         click.option("--tz", metavar="ZONE", default=None, help="IANA timezone of the rule [default: UTC]."),
-        click.option("--start", type=AwareDateTime(), default=None,
+        click.option("--start", type=AwareDateTime(), default=None, callback=_check_time,
                      help="The rule's start: anchors --every and INTERVAL, and no fire comes before it."),
-        click.option("--until", type=AwareDateTime(), default=None, help="No fire after this moment (inclusive)."),
+        click.option("--until", type=AwareDateTime(), default=None, callback=_check_time,
+                     help="No fire after this moment (inclusive)."),
         click.option("--count", type=click.IntRange(min=1), default=None,
                      help="With --every or --rrule: this many runs."),
     ]
@@ -144,11 +188,11 @@ def _schedule_options(required_kind: bool) -> Callable[[F], F]:
             click.option("--description", default=None, help="Free text, searched by 'list --search'."),
             click.option("--shard", default=None, callback=_check_shard, help="Shard of the jobs [default: default]."),
             click.option("--priority", type=click.IntRange(-32768, 32767), default=None, help="Priority of the jobs."),
-            click.option("--max-attempts", type=click.IntRange(min=1), default=None,
+            click.option("--max-attempts", type=click.IntRange(1, MAX_ATTEMPTS), default=None,
                          help="Attempts per run [default: the kind's with --app, else 3]."),
             click.option("--misfire", type=click.Choice(MISFIRES), default=None,
                          help="After downtime: coalesce (one run), all (each missed tick), skip [default: coalesce]."),
-            click.option("--misfire-limit", type=click.IntRange(min=1), default=None,
+            click.option("--misfire-limit", type=click.IntRange(1, MAX_MISFIRE_LIMIT), default=None,
                          help="With --misfire all: at most this many catch-up runs [default: 100]."),
             click.option("--misfire-grace", default=None, metavar="DURATION",
                          help="With --misfire skip: a tick this late still runs [default: 60s]."),
@@ -177,9 +221,17 @@ def _options(o: dict[str, Any]) -> dict[str, Any]:
             options["payload"] = json.loads(o["payload"])
         except json.JSONDecodeError as exc:
             raise click.BadParameter(f"not valid JSON: {exc}", param_hint="'--payload'") from None
+        except RecursionError:
+            raise click.BadParameter("the JSON is nested too deep", param_hint="'--payload'") from None
     for key in ("misfire_grace", "expires_in"):
         if o.get(key) is not None:
-            options[key] = _timedelta(o[key])
+            hint = f"'--{key.replace('_', '-')}'"
+            try:
+                options[key] = check_duration(key, _timedelta(o[key]), strict=key == "expires_in")
+            except click.BadParameter as exc:
+                raise click.BadParameter(exc.message, param_hint=hint) from None
+            except InvalidJobOptions as exc:
+                raise click.BadParameter(str(exc), param_hint=hint) from None
     return options
 
 
@@ -273,7 +325,7 @@ def schedules_show(ctx: click.Context, name: str, as_json: bool, database_url: s
 
 
 @schedules.command("add")
-@click.argument("name")
+@click.argument("name", callback=_check_name)
 @_rule_options
 @_schedule_options(required_kind=True)
 @click.option("--paused", is_flag=True, help="Add it paused.")

@@ -570,10 +570,6 @@ def _merge(item: Any, defaults: JobSpec) -> JobSpec:
     )
 
 
-def _aware(name: str, value: datetime | None) -> datetime | None:  # TEMP: until scheduler.py uses limits
-    return check_time(name, value)
-
-
 def _dumps(model: pydantic.BaseModel, name: str) -> bool:
     """Whether one field of a validated model can be written as JSON (to name the fields that cannot)."""
     try:

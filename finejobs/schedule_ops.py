@@ -22,7 +22,7 @@ from finejobs.scheduler import (
     spec_from_row,
     status_of,
 )
-from finejobs.schedules import Adaptive, Rule, first_fire, next_fire
+from finejobs.schedules import Adaptive, Rule, first_fire, next_fire, runs_left
 from finejobs.store import ScheduleRow, ScheduleRunRow
 
 if TYPE_CHECKING:
@@ -96,6 +96,7 @@ class Schedule:
     error: str | None
     created_at: datetime
     updated_at: datetime
+    fired: int = 0  # the ticks that made a run: what the rule's count counts (run-now runs are not ticks)
 
     @classmethod
     def from_row(cls, row: ScheduleRow) -> Schedule:
@@ -114,15 +115,17 @@ class Schedule:
             last_state=row.last_state, last_outcome=outcome_of(row.last_state, row.last_result),
             runs=row.runs, skipped=row.skipped, runs_left=_runs_left(row, rule),
             status="failed" if rule is None else status_of(row), source=row.source, error=row.last_error,
-            created_at=row.created_at, updated_at=row.updated_at,
+            created_at=row.created_at, updated_at=row.updated_at, fired=row.fired,
         )
 
     def next_fires(self, n: int = 10) -> list[datetime]:
         """The next ``n`` fire times from next_fire_at (an adaptive rule's assume successful runs)."""
         if self.rule is None or self.next_fire_at is None:
             return []
-        fires = [self.next_fire_at]
-        while len(fires) < n:
+        left = runs_left(self.rule, self.fired)
+        n = n if left is None else min(n, left)
+        fires = [self.next_fire_at] if n > 0 else []
+        while 0 < len(fires) < n:
             following = next_fire(self.rule, fires[-1], start=self.start, end=self.end)
             if following is None:
                 break
@@ -140,7 +143,8 @@ class Schedule:
             "expires_in_seconds": self.expires_in.total_seconds() if self.expires_in is not None else None,
             "next_fire_at": _iso(self.next_fire_at), "last_fire_at": _iso(self.last_fire_at),
             "last_state": self.last_state, "last_outcome": self.last_outcome, "runs": self.runs,
-            "skipped": self.skipped, "runs_left": self.runs_left, "status": self.status, "source": self.source,
+            "skipped": self.skipped, "fired": self.fired, "runs_left": self.runs_left, "status": self.status,
+            "source": self.source,
             "error": self.error, "created_at": _iso(self.created_at), "updated_at": _iso(self.updated_at),
         }
 
@@ -152,8 +156,10 @@ def _iso(value: datetime | None) -> str | None:
 def _runs_left(row: ScheduleRow, rule: Rule | None) -> int | None:
     if rule is None or isinstance(rule, Adaptive) or not (rule.bounded or row.end_at is not None):
         return None
+    counted = runs_left(rule, row.fired)
+    cap = _RUNS_LEFT_CAP if counted is None else min(counted, _RUNS_LEFT_CAP)
     left, tick = 0, row.next_fire_at
-    while tick is not None and left < _RUNS_LEFT_CAP:
+    while tick is not None and left < cap:
         left += 1
         tick = next_fire(rule, tick, start=row.start_at, end=row.end_at)
     return left
@@ -234,8 +240,13 @@ class Schedules:
             values = spec.values(now=self._now)
             values.pop("name")
             retimed = any(k in changes for k in ("rule", "start", "end")) or row.last_error is not None
+            fired = row.fired
+            if (spec.rule.to_spec().get("start"), spec.start) != (row.rule.get("start"), row.start_at):
+                fired = values["fired"] = 0  # a new start begins a new series: its count starts again
             if not retimed:
                 values.pop("next_fire_at")
+            elif runs_left(spec.rule, fired) == 0:
+                values["next_fire_at"] = None  # the (new) count is already used up
             values["last_error"] = None
             if self.queue.store.schedule_update(schedule_id=row.id, version=row.version, values=values,
                                                 now=self._now):
@@ -275,12 +286,16 @@ class Schedules:
         raise FinejobsError(f"schedule {name!r} kept changing while it was being resumed; try again")
 
     def _resumed_next(self, row: ScheduleRow) -> datetime | None:
+        """The next tick after a pause: the runs a count allows are kept (ticks that passed while paused
+        did not run, so they do not count)."""
         now = self._now
         if row.next_fire_at is not None and row.next_fire_at >= now:
             return row.next_fire_at
         rule = rule_for(row.rule)
         if isinstance(rule, Adaptive):
             return now if row.next_fire_at is not None else None
+        if runs_left(rule, row.fired) == 0:
+            return None
         return first_fire(rule, now=now, start=row.start_at, end=row.end_at)
 
     def pause_all(self, *, kind: str | None = None) -> builtins.list[str]:

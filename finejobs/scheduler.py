@@ -8,6 +8,9 @@ schedule rows ──(due: next_fire_at <= now)──> plan (misfire, overlap) �
 ```
 Any number of schedulers may race: the compare-and-set lets one of them move a schedule on, and the
 unique (schedule_id, fire_at) index makes a second job for the same tick impossible whatever happens.
+A rule's count (``Every(count=6)``, RRULE COUNT) counts the ticks that ran: the row's ``fired`` grows in
+the same compare-and-set, so ticks that were skipped or passed while the schedule was paused do not use
+up the count (docs/schedules.md, "Counted schedules").
 The operations (list, add, pause, run-now...) are in finejobs.schedule_ops.
 """
 
@@ -22,8 +25,29 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from finejobs.errors import DatabaseUnavailable, FinejobsError, InvalidJobOptions
-from finejobs.schedules import Adaptive, Outcome, Rule, first_fire, next_fire, rule_from_spec
+from finejobs._wallclock import aware
+from finejobs.errors import DatabaseUnavailable, FinejobsError, InvalidJobOptions, PayloadError
+from finejobs.limits import (
+    MAX_ATTEMPTS,
+    MAX_DURATION,
+    MAX_MESSAGE_CHARS,
+    MAX_PAYLOAD_BYTES,
+    check_duration,
+    check_int,
+    check_text,
+    clamp_after,
+)
+from finejobs.payloads import encode as encode_payload
+from finejobs.schedules import (
+    Adaptive,
+    Outcome,
+    Rule,
+    check_can_fire,
+    first_fire,
+    next_fire,
+    rule_from_spec,
+    runs_left,
+)
 from finejobs.services import Service
 from finejobs.sharding import DEFAULT_SHARD, validate_shard_name
 from finejobs.store import NewJob, ScheduleRow
@@ -40,6 +64,7 @@ MISFIRES: tuple[Misfire, ...] = ("coalesce", "all", "skip")
 OVERLAPS: tuple[Overlap, ...] = ("skip", "allow", "wait")
 _WALK_LIMIT = 10_000
 _NAME_LIMIT = 200
+MAX_MISFIRE_LIMIT = 10_000  # catch-up runs of one schedule in one pass (misfire="all")
 
 
 class ScheduleNotFound(FinejobsError, LookupError):
@@ -65,11 +90,13 @@ class ScheduleSpec:
     misfire_grace: timedelta = timedelta(seconds=60)
     overlap: Overlap = "skip"
     expires_in: timedelta | None = None
+    payload_json: str = ""  # the payload as stored (finejobs.payloads.encode: exactly what the jobs get)
 
     def values(self, *, now: datetime) -> dict[str, Any]:
-        """The row's columns, with the first fire at or after ``now``."""
+        """The row's columns, with the first fire at or after ``now`` (the payload as its JSON text)."""
+        payload = self.payload_json or json.dumps(self.payload, separators=(",", ":"))
         return {
-            "name": self.name, "description": self.description, "kind": self.kind, "payload": self.payload,
+            "name": self.name, "description": self.description, "kind": self.kind, "payload": payload,
             "shard": self.shard, "priority": self.priority, "max_attempts": self.max_attempts,
             "rule": self.rule.to_spec(), "timezone": self.rule.tz, "start_at": self.start, "end_at": self.end,
             "misfire": self.misfire, "misfire_limit": self.misfire_limit, "misfire_grace": self.misfire_grace,
@@ -79,56 +106,68 @@ class ScheduleSpec:
 
 
 def make_spec(queue: Queue | None, name: str, kind: str | JobKind[Any, Any], rule: Rule, *,
-              payload: Any = None, description: str = "", shard: str | None = None, priority: int | None = None,
-              max_attempts: int | None = None, start: datetime | None = None, end: datetime | None = None,
-              misfire: str = "coalesce", misfire_limit: int = 100,
-              misfire_grace: timedelta = timedelta(seconds=60), overlap: str = "skip",
-              expires_in: timedelta | None = None) -> ScheduleSpec:
-    """Check every option and the payload (through the kind's model when the kind is known)."""
-    from finejobs.queue import JobKind, _aware
+              payload: Any = None, description: str | None = "", shard: str | None = None,
+              priority: int | None = None, max_attempts: int | None = None, start: datetime | None = None,
+              end: datetime | None = None, misfire: str = "coalesce", misfire_limit: int = 100,
+              misfire_grace: timedelta | float | None = timedelta(seconds=60), overlap: str = "skip",
+              expires_in: timedelta | float | None = None) -> ScheduleSpec:
+    """Check every option and the payload (through the kind's model when the kind is known).
 
-    if not isinstance(name, str) or not name.strip() or len(name) > _NAME_LIMIT or "\x00" in name:
-        raise ValueError(f"a schedule name must have 1 to {_NAME_LIMIT} characters, got {name!r}")
+    Every refusal is a FinejobsError naming the option (InvalidJobOptions, PayloadError), raised before
+    anything is written; the limits are finejobs.limits' (see docs/guarantees.md)."""
+    from finejobs.queue import JobKind
+
+    check_text("name", name, max_chars=_NAME_LIMIT)
+    if not name.strip():
+        raise InvalidJobOptions("name must not be blank")
     if not isinstance(rule, Rule):
-        raise TypeError(f"rule must be a finejobs rule (Cron, RRule, Every...), got {type(rule).__name__}")
+        raise InvalidJobOptions(f"rule must be a finejobs rule (Cron, RRule, Every...), got {type(rule).__name__}")
     job_kind = kind if isinstance(kind, JobKind) else (queue.kinds.get(kind) if queue is not None else None)
     kind_name = kind.name if isinstance(kind, JobKind) else kind
-    if not isinstance(kind_name, str) or not 1 <= len(kind_name) <= 200:
-        raise ValueError(f"a job kind name must have 1 to 200 characters, got {kind_name!r}")
+    check_text("kind", kind_name, max_chars=200)
+    text = check_text("description", description or "", empty=True, max_chars=MAX_MESSAGE_CHARS)
+    limit = getattr(queue, "max_payload_bytes", MAX_PAYLOAD_BYTES) if queue is not None else MAX_PAYLOAD_BYTES
+    payload_json = schedule_payload(job_kind, kind_name, payload, max_bytes=limit)
+    if misfire not in MISFIRES:
+        raise InvalidJobOptions(f"misfire must be one of {', '.join(MISFIRES)}, got {misfire!r}"[:300])
+    if overlap not in OVERLAPS:
+        raise InvalidJobOptions(f"overlap must be one of {', '.join(OVERLAPS)}, got {overlap!r}"[:300])
+    check_int("misfire_limit", misfire_limit, 1, MAX_MISFIRE_LIMIT)
+    grace = check_duration("misfire_grace", timedelta(seconds=60) if misfire_grace is None else misfire_grace,
+                           strict=False)
+    assert grace is not None
+    window = check_duration("expires_in", expires_in)
+    start_utc, end_utc = aware("start", start), aware("end", end)
+    if start_utc is not None and end_utc is not None and end_utc < start_utc:
+        raise InvalidJobOptions(f"end ({end_utc.isoformat()}) is before start ({start_utc.isoformat()})")
+    check_can_fire(rule, start=start_utc, end=end_utc)
+    default_priority = job_kind.priority if job_kind is not None else 0
+    prio = check_int("priority", default_priority if priority is None else priority, -32768, 32767)
+    if max_attempts is None:
+        attempts = job_kind.retry.max_attempts if job_kind is not None else 3
+    else:
+        attempts = check_int("max_attempts", max_attempts, 1, MAX_ATTEMPTS)
+    return ScheduleSpec(
+        name=name, kind=kind_name, rule=rule, payload=json.loads(payload_json), payload_json=payload_json,
+        description=text,
+        shard=validate_shard_name(DEFAULT_SHARD if shard is None else shard), priority=prio,
+        max_attempts=attempts, start=start_utc, end=end_utc, misfire=misfire,
+        misfire_limit=misfire_limit, misfire_grace=grace, overlap=overlap,
+        expires_in=window,
+    )
+
+
+def schedule_payload(job_kind: JobKind[Any, Any] | None, kind: str, payload: Any, *,
+                     max_bytes: int = MAX_PAYLOAD_BYTES) -> str:
+    """A schedule's payload as the JSON text it is stored as, checked as a job's payload is at enqueue
+    (the kind's model when the kind is known, a JSON object, finejobs.payloads' rules, ``max_bytes``).
+    PayloadError names the field."""
     data: Any = {} if payload is None else payload
     if job_kind is not None:
         data = job_kind.validate(data)
     elif not isinstance(data, Mapping):
-        raise InvalidJobOptions(f"a schedule's payload must be a JSON object, got {type(data).__name__}")
-    try:
-        data = json.loads(json.dumps(dict(data), allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise InvalidJobOptions(f"the payload is not JSON-serializable: {exc}") from None
-    if misfire not in MISFIRES:
-        raise ValueError(f"misfire must be one of {', '.join(MISFIRES)}, got {misfire!r}")
-    if overlap not in OVERLAPS:
-        raise ValueError(f"overlap must be one of {', '.join(OVERLAPS)}, got {overlap!r}")
-    if isinstance(misfire_limit, bool) or not isinstance(misfire_limit, int) or misfire_limit < 1:
-        raise ValueError("misfire_limit must be a positive integer")
-    if misfire_grace < timedelta(0):
-        raise ValueError("misfire_grace must not be negative")
-    if expires_in is not None and expires_in <= timedelta(0):
-        raise ValueError("expires_in must be positive")
-    start_utc, end_utc = _aware("start", start), _aware("end", end)
-    if start_utc is not None and end_utc is not None and end_utc < start_utc:
-        raise ValueError("end is before start")
-    default_priority = job_kind.priority if job_kind is not None else 0
-    prio = default_priority if priority is None else priority
-    if isinstance(prio, bool) or not isinstance(prio, int) or not -32768 <= prio <= 32767:
-        raise InvalidJobOptions(f"priority must be an integer within -32768..32767, got {prio!r}")
-    attempts = max_attempts or (job_kind.retry.max_attempts if job_kind is not None else 3)
-    return ScheduleSpec(
-        name=name, kind=kind_name, rule=rule, payload=data, description=description or "",
-        shard=validate_shard_name(DEFAULT_SHARD if shard is None else shard), priority=prio,
-        max_attempts=attempts, start=start_utc, end=end_utc, misfire=misfire,
-        misfire_limit=misfire_limit, misfire_grace=misfire_grace, overlap=overlap,
-        expires_in=expires_in,
-    )
+        raise PayloadError(kind, ["<root>"], f"expected a JSON object, got {type(data).__name__}")
+    return encode_payload(kind, data, max_bytes=max_bytes)
 
 
 def spec_from_row(row: ScheduleRow, rule: Rule | None = None) -> ScheduleSpec:
@@ -193,6 +232,9 @@ def plan(row: ScheduleRow, rule: Rule, now: datetime) -> Plan | None:
     """
     if row.next_fire_at is None or row.next_fire_at > now:
         return None
+    left = runs_left(rule, row.fired)
+    if left == 0:  # the count is used up (it was lowered by an update): finished
+        return Plan(fires=[], skipped=0, next_fire_at=None)
     if isinstance(rule, Adaptive):  # one run; the next fire is set when it has finished
         fires, skipped, upcoming = [row.next_fire_at], 0, None
     else:
@@ -226,20 +268,26 @@ def plan(row: ScheduleRow, rule: Rule, now: datetime) -> Plan | None:
             return None
         if row.overlap == "skip":
             skipped, fires = skipped + len(fires), []
+    if left is not None:  # a counted rule: the ticks that run count, until the count is reached
+        if len(fires) > left:
+            skipped, fires = skipped + len(fires) - left, fires[:left]
+        if len(fires) == left:
+            upcoming = None
     return Plan(fires=fires, skipped=skipped, next_fire_at=upcoming)
 
 
-def job_for(row: ScheduleRow, rule: Rule, fire_at: datetime, now: datetime) -> NewJob:
+def job_for(row: ScheduleRow, rule: Rule, fire_at: datetime, now: datetime, *, last: bool = False) -> NewJob:
     """The job of one tick: due at the tick; by default it must start before the tick after it (counted
-    from now for a late tick), or, with expires_in, within that long."""
+    from now for a late tick), or, with expires_in, within that long. The ``last`` run of a counted rule
+    has no tick after it, so no default expiry."""
     begin = max(fire_at, now)
     if row.expires_in is not None:
-        expires_at: datetime | None = begin + row.expires_in
-    elif isinstance(rule, Adaptive):
+        expires_at: datetime | None = clamp_after(begin, row.expires_in, most=MAX_DURATION)
+    elif isinstance(rule, Adaptive) or last:
         expires_at = None
     else:
         following = next_fire(rule, fire_at, start=row.start_at, end=row.end_at)
-        expires_at = begin + (following - fire_at) if following is not None else None
+        expires_at = clamp_after(begin, following - fire_at, most=MAX_DURATION) if following is not None else None
     return NewJob(kind=row.kind, payload=dict(row.payload), payload_json="", shard=row.shard,
                   priority=row.priority, run_at=fire_at, expires_at=expires_at, max_attempts=row.max_attempts,
                   unique_key=None)
@@ -287,10 +335,12 @@ class Scheduler(Service):
         decided = plan(row, rule, now)
         if decided is None:
             return 0
-        jobs = [(job_for(row, rule, fire, now), fire) for fire in decided.fires]
+        left = runs_left(rule, row.fired)
+        jobs = [(job_for(row, rule, fire, now, last=left is not None and i + 1 == left), fire)
+                for i, fire in enumerate(decided.fires)]
         ids = self.worker.store.schedule_fire(schedule_id=row.id, version=row.version, expected=row.next_fire_at,
                                               next_fire_at=decided.next_fire_at, jobs=jobs,
-                                              skipped=decided.skipped, now=now)
+                                              skipped=decided.skipped, fired=len(jobs), now=now)
         if ids is None:
             log.debug("schedule %r: another scheduler fired it first", row.name)
             return 0
@@ -307,7 +357,7 @@ class Scheduler(Service):
             return 0
         outcome = outcome_of(row.last_state, row.last_result) or "success"
         upcoming = rule.next_after_outcome(row.last_finished_at or now, outcome)
-        if row.end_at is not None and upcoming > row.end_at:
+        if upcoming is None or (row.end_at is not None and upcoming > row.end_at):
             return 0
         self.worker.store.schedule_update(schedule_id=row.id, version=row.version,
                                           values={"next_fire_at": upcoming}, now=now)
@@ -332,4 +382,6 @@ def declare_all(queue: Queue, *, now: datetime, database: str | None = None) -> 
 
 
 def with_changes(spec: ScheduleSpec, **changes: Any) -> ScheduleSpec:
+    if "payload" in changes and "payload_json" not in changes:
+        changes["payload_json"] = ""  # the stored text follows the new payload
     return replace(spec, **changes)

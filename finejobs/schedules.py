@@ -10,8 +10,11 @@ RRule.weekly("MO", every=2, at="09:00", start=...);  RRule.monthly(weekday="MO",
 DailyAt("00:00", tz="Europe/Madrid")
 Adaptive(on_success=timedelta(minutes=5), on_idle=timedelta(minutes=30), on_error=timedelta(minutes=1))
 ```
-Fires are aware datetimes in UTC. Calendar rules follow the DST rule in finejobs._wallclock.
-Rules are stored as JSON specs (``rule.to_spec()`` / ``rule_from_spec(spec)``), never pickled.
+Fires are aware datetimes in UTC, within finejobs.limits' time range (a rule whose next fire would leave
+it is exhausted). Calendar rules follow the DST rule in finejobs._wallclock. Rules are stored as JSON specs
+(``rule.to_spec()`` / ``rule_from_spec(spec)``), never pickled. Bad arguments raise InvalidJobOptions (a
+ValueError) naming them; so do rules that could never fire (``Cron("0 0 L-30 2 *")``, an RRULE for 30
+February, an ``until`` before ``start``).
 """
 
 from __future__ import annotations
@@ -32,17 +35,27 @@ from finejobs._wallclock import (
     WallClockRule,
     aware,
     bounds_from_spec,
+    check_can_fire,
+    first_fire,
     from_iso,
+    in_range,
     iso,
     local,
+    named_refusals,
+    next_fire,
     parse_time,
+    positive_count,
     resolve,
+    runs_left,
     tz_name,
     utc,
     zone,
 )
+from finejobs.errors import InvalidJobOptions
+from finejobs.limits import MAX_DURATION, MAX_TIME, MIN_TIME, check_duration
 
-__all__ = ["Adaptive", "Cron", "DailyAt", "Every", "Once", "Outcome", "RRule", "Rule", "rule_from_spec"]
+__all__ = ["Adaptive", "Cron", "DailyAt", "Every", "Once", "Outcome", "RRule", "Rule", "check_can_fire", "first_fire",
+           "next_fire", "rule_from_spec", "runs_left"]
 
 Outcome = Literal["success", "idle", "error", "timeout"]
 OUTCOMES: tuple[Outcome, ...] = ("success", "idle", "error", "timeout")
@@ -63,11 +76,15 @@ class Once(Rule):
 
     type = "once"
 
+    @named_refusals("Once")
     def __init__(self, at: datetime) -> None:
+        if at is None:
+            raise InvalidJobOptions("at must be a datetime, got None")
         when = aware("at", at)
         assert when is not None
         self.at = when
-        self.tz = getattr(at.tzinfo, "key", "UTC")
+        key = getattr(at.tzinfo, "key", None)
+        self.tz = key if isinstance(key, str) else "UTC"
 
     def next_after(self, dt: datetime) -> datetime | None:
         return self.at if self.at > utc(dt) else None
@@ -75,6 +92,10 @@ class Once(Rule):
     @property
     def bounded(self) -> bool:
         return True
+
+    @property
+    def earliest(self) -> datetime | None:
+        return self.at
 
     def describe(self) -> str:
         return f"once at {self.at.astimezone(zone(self.tz)):%Y-%m-%d %H:%M:%S %Z}"
@@ -101,35 +122,55 @@ class Every(Rule):
 
     type = "every"
 
+    @named_refusals("Every")
     def __init__(self, interval: timedelta | None = None, *, seconds: float = 0, minutes: float = 0,
                  hours: float = 0, days: int = 0, weeks: int = 0, months: int = 0, years: int = 0,
                  start: datetime | None = None, count: int | None = None, until: datetime | None = None,
                  tz: str | ZoneInfo | None = None) -> None:
         if interval is not None and not isinstance(interval, timedelta):
-            raise TypeError(f"interval must be a timedelta, got {type(interval).__name__}")
-        step = (interval or timedelta(0)) + timedelta(seconds=seconds, minutes=minutes, hours=hours, days=days,
-                                                      weeks=weeks)
+            raise InvalidJobOptions(f"interval must be a timedelta, got {type(interval).__name__}")
+        for name, value in (("seconds", seconds), ("minutes", minutes), ("hours", hours), ("days", days),
+                            ("weeks", weeks), ("months", months), ("years", years)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+                raise InvalidJobOptions(f"{name} must be a number, got {value!r}"[:300])
+        for name, value in (("months", months), ("years", years)):
+            if abs(value) > 10**6:
+                raise InvalidJobOptions(f"the interval (every {value:g} {name}) is over the limit of 100 years")
+            if value != int(value):
+                raise InvalidJobOptions(f"{name} must be a whole number, got {value!r}")
+        try:
+            step = (interval or timedelta(0)) + timedelta(seconds=seconds, minutes=minutes, hours=hours,
+                                                          days=days, weeks=weeks)
+        except OverflowError:
+            raise InvalidJobOptions("the interval is over the limit of 100 years") from None
         self.months = int(years) * 12 + int(months)
         if step < timedelta(0) or self.months < 0:
-            raise ValueError("an interval must be positive")
+            raise InvalidJobOptions("interval: an interval must be positive")
         if self.months and step:
-            raise ValueError("give either months/years or a time interval, not both")
+            raise InvalidJobOptions("interval: give either months/years or a time interval, not both")
         if not self.months and step <= timedelta(0):
-            raise ValueError("an interval must be positive")
+            raise InvalidJobOptions("interval: an interval must be positive")
+        if self.months > MAX_DURATION.days // 365 * 12:
+            raise InvalidJobOptions(f"the interval (every {self.months} months) is over the limit of 100 years")
+        if not self.months and step > MAX_DURATION:
+            raise InvalidJobOptions(f"the interval (every {step}) is over the limit of 100 years "
+                                    f"({MAX_DURATION.days:,} days)")
         self.step = step
         start_utc = aware("start", start)
-        self.tz = tz_name(tz if tz is not None else getattr(getattr(start, "tzinfo", None), "key", None))
+        start_zone = getattr(getattr(start, "tzinfo", None), "key", None)
+        self.tz = tz_name(tz if tz is not None else start_zone if isinstance(start_zone, str) else None)
         self.zone = zone(self.tz)
-        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
-            raise ValueError(f"count must be a positive integer, got {count!r}")
+        if count is not None:
+            positive_count(count)
         if count is not None and start_utc is None:
-            raise ValueError("count needs a start: the first of the runs it counts")
+            raise InvalidJobOptions("count needs a start: the first of the runs it counts")
         self.explicit_start = start_utc is not None
         self.start = start_utc or datetime(1970, 1, 1, tzinfo=self.zone).astimezone(UTC)
         self.count = count
         self.until = aware("until", until)
         if self.until is not None and self.until < self.start:
-            raise ValueError("until is before start")
+            raise InvalidJobOptions(f"until ({self.until.isoformat()}) is before start ({self.start.isoformat()}): "
+                                    "the rule could never fire")
         self.mode = "months" if self.months else ("days" if step % _DAY == timedelta(0) else "elapsed")
         self._wall_start = local(self.start, self.zone)
 
@@ -137,15 +178,24 @@ class Every(Rule):
     def bounded(self) -> bool:
         return self.count is not None or self.until is not None
 
-    def fire(self, n: int) -> datetime:
-        """The n-th fire (from 0), ignoring count and until."""
-        if self.mode == "elapsed":
-            return self.start + n * self.step
-        if self.mode == "days":
-            wall = self._wall_start + n * self.step
-        else:
-            wall = self._wall_start + relativedelta(months=n * self.months)
-        return resolve(wall, self.zone, False)[0]
+    @property
+    def earliest(self) -> datetime | None:
+        return self.start if self.explicit_start else None
+
+    def fire(self, n: int) -> datetime | None:
+        """The n-th fire (from 0), ignoring count and until; None past the end of the time range."""
+        try:
+            if self.mode == "elapsed":
+                return in_range(self.start + n * self.step)
+            if self.mode == "days":
+                wall = self._wall_start + n * self.step
+            else:
+                wall = self._wall_start + relativedelta(months=n * self.months)
+            if wall.year >= MAX_TIME.year and wall > local(MAX_TIME, self.zone):
+                return None
+            return in_range(resolve(wall, self.zone, False)[0])
+        except (OverflowError, ValueError):  # past year 9999
+            return None
 
     def _estimate(self, t: datetime) -> int:
         if t < self.start:
@@ -158,24 +208,40 @@ class Every(Rule):
         months = (wall.year - self._wall_start.year) * 12 + wall.month - self._wall_start.month
         return max(0, months // self.months - 1)
 
-    def next_after(self, dt: datetime) -> datetime | None:
-        t = utc(dt)
-        n = self._estimate(t)
-        while self.fire(n) <= t:
+    def _index_after(self, t: datetime) -> int | None:
+        """The index of the first fire strictly after ``t``; None when it would leave the time range."""
+        if t >= MAX_TIME:
+            return None
+        n = self._estimate(max(t, MIN_TIME))
+        while True:
+            found = self.fire(n)
+            if found is None:
+                return None
+            if found > t:
+                return n
             n += 1
-        if self.count is not None and n >= self.count:
+
+    def next_after(self, dt: datetime) -> datetime | None:
+        n = self._index_after(utc(dt))
+        if n is None or (self.count is not None and n >= self.count):
             return None
         found = self.fire(n)
-        if self.until is not None and found > self.until:
+        if found is None or (self.until is not None and found > self.until):
+            return None
+        return found
+
+    def next_occurrence(self, dt: datetime) -> datetime | None:
+        n = self._index_after(utc(dt))
+        found = self.fire(n) if n is not None else None
+        if found is None or (self.until is not None and found > self.until):
             return None
         return found
 
     def remaining(self, after: datetime, cap: int = 10_000) -> int | None:
         if self.count is not None:
-            t = utc(after)
-            n = self._estimate(t)
-            while self.fire(n) <= t:
-                n += 1
+            n = self._index_after(utc(after))
+            if n is None:
+                return 0
             left = max(0, self.count - n)
             if self.until is not None:
                 return len(self.fires(after, min(cap, left)))
@@ -219,7 +285,7 @@ class DailyAt(WallClockRule):
     def __init__(self, *times: str | time, tz: str | ZoneInfo | None = "UTC", start: datetime | None = None,
                  until: datetime | None = None) -> None:
         if not times:
-            raise ValueError("DailyAt needs at least one time of day, e.g. DailyAt('06:00')")
+            raise InvalidJobOptions("DailyAt needs at least one time of day, e.g. DailyAt('06:00')")
         self.times = tuple(sorted({parse_time(t) for t in times}))
         super().__init__(tz=tz, start=start, until=until, count=None)
 
@@ -267,11 +333,14 @@ class Cron(WallClockRule):
     def __init__(self, expr: str, tz: str | ZoneInfo | None = "UTC", *, start: datetime | None = None,
                  until: datetime | None = None) -> None:
         if not isinstance(expr, str) or not expr.strip():
-            raise ValueError("a cron expression must be a non-empty string")
+            raise InvalidJobOptions("cron: a cron expression must be a non-empty string")
+        if len(expr) > 1000:
+            raise InvalidJobOptions(f"cron: the expression has {len(expr)} characters, over the limit of 1000")
         self.expr = " ".join(expr.split())
         fields = self.expr.upper().split()
         if len(fields) not in (5, 6):
-            raise ValueError(f"cron expression {expr!r} has {len(fields)} fields: expected 5, or 6 with seconds")
+            raise InvalidJobOptions(f"cron expression {expr!r} has {len(fields)} fields: expected 5, or 6 with "
+                                    "seconds")
         self.seconds_field = len(fields) == 6
         fields = [f.replace("?", "*") for f in fields]
         offset = 1 if self.seconds_field else 0
@@ -283,9 +352,9 @@ class Cron(WallClockRule):
         if match:
             self._special = ("W" if dom.endswith("W") else "L-", int(match.group(1)))
             if dow != "*":
-                raise ValueError(f"cron expression {expr!r}: {dom} cannot be combined with a day of week")
+                raise InvalidJobOptions(f"cron expression {expr!r}: {dom} cannot be combined with a day of week")
             if self._special[0] == "W" and not 1 <= self._special[1] <= 31:
-                raise ValueError(f"cron expression {expr!r}: bad day-of-month {dom}")
+                raise InvalidJobOptions(f"cron expression {expr!r}: bad day-of-month {dom}")
             dom = "1"
         fields[offset + 2], fields[offset + 4] = dom, dow
         self._fields = fields
@@ -293,7 +362,19 @@ class Cron(WallClockRule):
         try:
             self._months = CronSim(self._cronsim_expr, datetime(2000, 1, 1)).months
         except CronSimError as exc:
-            raise ValueError(f"invalid cron expression {expr!r}: {exc}") from None
+            any_month = list(fields)
+            any_month[offset + 3] = "*"
+            try:  # valid with every month: the day is in none of its months (30 February)
+                CronSim(" ".join(any_month), datetime(2000, 1, 1))
+            except CronSimError:
+                raise InvalidJobOptions(f"invalid cron expression {expr!r}: {exc}") from None
+            raise InvalidJobOptions(f"cron expression {expr!r} never fires: no month of it has that day "
+                                    f"({exc})") from None
+        if self._special is not None:  # the day must exist in one of its months (29 February counts)
+            longest = max(29 if m == 2 else 30 if m in (4, 6, 9, 11) else 31 for m in self._months)
+            kind, n = self._special
+            if (kind == "L-" and longest - n < 1) or (kind == "W" and n > longest):
+                raise InvalidJobOptions(f"cron expression {expr!r} never fires: no month of it has that day")
         self.both = fields[offset + 1].startswith("*")
         super().__init__(tz=tz, start=start, until=until, count=None)
 
@@ -357,6 +438,7 @@ class Adaptive(Rule):
     """
 
     type = "adaptive"
+    after_runs = True
 
     def __init__(self, on_success: timedelta, on_idle: timedelta | None = None, on_error: timedelta | None = None,
                  on_timeout: timedelta | None = None) -> None:
@@ -367,18 +449,20 @@ class Adaptive(Rule):
         for name in OUTCOMES:
             delay = self.delay(name)
             if not isinstance(delay, timedelta) or delay < timedelta(0):
-                raise ValueError(f"on_{name} must be a timedelta of zero or more")
+                raise InvalidJobOptions(f"on_{name} must be a timedelta of zero or more")
+            check_duration(f"on_{name}", delay, strict=False)
 
     def delay(self, outcome: Outcome) -> timedelta:
         delays: dict[str, timedelta] = {"success": self.on_success, "idle": self.on_idle, "error": self.on_error,
                                         "timeout": self.on_timeout}
         return delays[outcome]
 
-    def next_after_outcome(self, finished_at: datetime, outcome: Outcome) -> datetime:
-        return utc(finished_at) + self.delay(outcome)
+    def next_after_outcome(self, finished_at: datetime, outcome: Outcome) -> datetime | None:
+        """The next run after a run that ended so at ``finished_at``; None past the end of the time range."""
+        return _later(utc(finished_at), self.delay(outcome))
 
     def next_after(self, dt: datetime) -> datetime | None:
-        return utc(dt) + max(self.on_success, MICROSECOND)
+        return _later(utc(dt), max(self.on_success, MICROSECOND))
 
     def describe(self) -> str:
         parts = [f"{_words(self.delay(o))} after {o}" for o in OUTCOMES]
@@ -393,34 +477,25 @@ class Adaptive(Rule):
         return cls(*delays)
 
 
+def _later(moment: datetime, delay: timedelta) -> datetime | None:
+    try:
+        return in_range(moment + delay)
+    except OverflowError:
+        return None
+
+
 _TYPES: dict[str, Any] = {cls.type: cls for cls in (Once, Every, DailyAt, Cron, RRule, Adaptive)}
 
 
 def rule_from_spec(spec: Mapping[str, Any]) -> Rule:
-    """Rebuild a rule from ``rule.to_spec()``; ValueError for a spec it cannot read."""
+    """Rebuild a rule from ``rule.to_spec()``; InvalidJobOptions (a ValueError) for a spec it cannot read."""
     kind = spec.get("type") if isinstance(spec, Mapping) else None
     if kind not in _TYPES:
-        raise ValueError(f"unknown schedule rule type {kind!r} (known: {', '.join(sorted(_TYPES))})")
-    rule: Rule = _TYPES[kind].from_spec(spec)
+        raise InvalidJobOptions(f"unknown schedule rule type {kind!r} (known: {', '.join(sorted(_TYPES))})"[:300])
+    try:
+        rule: Rule = _TYPES[kind].from_spec(spec)
+    except InvalidJobOptions:
+        raise
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise InvalidJobOptions(f"unreadable {kind} rule: {type(exc).__name__}: {exc}"[:500]) from None
     return rule
-
-
-def first_fire(rule: Rule, *, now: datetime, start: datetime | None = None,
-               end: datetime | None = None) -> datetime | None:
-    """The first fire at or after ``now`` (and at or after ``start``, at or before ``end``)."""
-    if isinstance(rule, Adaptive):
-        first = max(utc(now), start or utc(now))
-        return None if end is not None and first > end else first
-    return next_fire(rule, utc(now) - MICROSECOND, start=start, end=end)
-
-
-def next_fire(rule: Rule, after: datetime, *, start: datetime | None = None,
-              end: datetime | None = None) -> datetime | None:
-    """The first fire strictly after ``after`` within [start, end]."""
-    t = utc(after)
-    if start is not None and t < start:
-        t = start - MICROSECOND
-    found = rule.next_after(t)
-    if found is None or (end is not None and found > end):
-        return None
-    return found

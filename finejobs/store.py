@@ -33,11 +33,12 @@ from finejobs.errors import (
     ConfigurationError,
     DatabaseUnavailable,
     FinejobsError,
+    InvalidJobOptions,
     JobNotFound,
     SchemaError,
 )
 from finejobs.jobs import FINAL_STATES, AttemptError, Job, JobState, Undecodable
-from finejobs.sharding import partition_name, validate_shard_name
+from finejobs.sharding import mask_passwords, password_forms, validate_partition_shard, validate_shard_name
 
 NOTIFY_CHANNEL = "finejobs"
 UNFINISHED_STORED = ("available", "running")
@@ -220,8 +221,21 @@ def libpq_url(url: str) -> str:
 
 
 def mask_url(url: str) -> str:
-    """Hide the password of a database URL, for logs and error messages."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    """Hide the passwords in a database URL, a libpq conninfo string or a message holding either: for logs and
+    error messages (see finejobs.sharding.mask_passwords: user-info, query string, conninfo)."""
+    return mask_passwords(url)
+
+
+def url_secrets(url: str) -> set[str]:
+    """Every form of every password in ``url``, as :func:`mask_url` finds them (finejobs.sharding.password_forms),
+    also as SQLAlchemy renders the URL again (JobStore.url: its own percent-encoding, which libpq errors may
+    quote): for scrubbing them from text that does not show the URL itself."""
+    found = password_forms(url)
+    try:
+        rendered = sa.engine.make_url(normalize_url(url)).render_as_string(hide_password=False)
+    except (ConfigurationError, ValueError, sa.exc.ArgumentError):  # not a URL SQLAlchemy reads
+        return found
+    return found | password_forms(rendered)
 
 
 def available_migrations() -> list[Migration]:
@@ -506,6 +520,19 @@ _PARTITIONS = sa.text(
     """
 )
 _PARTITION_BOUND = re.compile(r"^FOR VALUES IN \('([a-z0-9_.-]+)'\)$")
+# The kind of a relation named :name where a new partition would go (the job table's schema, or the current
+# schema, where an unqualified CREATE TABLE puts it), if there is one.
+_RELATION_KIND = sa.text(
+    """
+    SELECT c.relkind FROM pg_class c
+    WHERE c.relname = :name
+      AND c.relnamespace IN (SELECT relnamespace FROM pg_class WHERE oid = CAST('finejobs_jobs' AS regclass)
+                             UNION ALL SELECT oid FROM pg_namespace WHERE nspname = current_schema())
+    LIMIT 1
+    """
+)
+_RELATION_KINDS = {"r": "a table", "p": "a table", "i": "an index", "I": "an index", "S": "a sequence",
+                   "v": "a view", "m": "a materialized view", "f": "a foreign table", "c": "a composite type"}
 
 _RUNNING_SHARDS = sa.text("SELECT DISTINCT shard FROM finejobs_jobs WHERE state = 'running'")  # few rows
 
@@ -604,13 +631,15 @@ schedules_table = sa.Table(
     sa.Column("version", sa.BigInteger, nullable=False, server_default="1"),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    # 0005: the ticks that made a run (run-now runs aside): what a rule's COUNT counts.
+    sa.Column("fired", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 # The columns a schedule operation may set (update() takes names from this list only, never from users).
 SCHEDULE_SETTABLE = (
     "description", "kind", "payload", "shard", "priority", "max_attempts", "rule", "timezone", "start_at",
     "end_at", "paused", "misfire", "misfire_limit", "misfire_grace", "overlap", "expires_in", "next_fire_at",
-    "last_error", "source",
+    "last_error", "source", "fired",
 )
 
 
@@ -646,6 +675,7 @@ class ScheduleRow:
     version: int
     created_at: datetime
     updated_at: datetime
+    fired: int = 0  # ticks that made a run (what a rule's COUNT counts; run-now runs are not ticks)
     last_state: str | None = None
     last_result: str | None = None
     last_started_at: datetime | None = None
@@ -727,6 +757,10 @@ _SCHEDULE_UPSERT_DECLARED = sa.text(
         next_fire_at = CASE WHEN s.rule = EXCLUDED.rule AND s.start_at IS NOT DISTINCT FROM EXCLUDED.start_at
                                  AND s.end_at IS NOT DISTINCT FROM EXCLUDED.end_at
                             THEN s.next_fire_at ELSE EXCLUDED.next_fire_at END,
+        -- a new start (the rule's or the schedule's) begins a new series: its COUNT counts from zero again
+        fired = CASE WHEN s.rule->>'start' IS NOT DISTINCT FROM EXCLUDED.rule->>'start'
+                          AND s.start_at IS NOT DISTINCT FROM EXCLUDED.start_at
+                     THEN s.fired ELSE 0 END,
         source = 'code', version = s.version + 1, updated_at = EXCLUDED.updated_at
     WHERE (s.description, s.kind, s.payload, s.shard, s.priority, s.max_attempts, s.rule, s.timezone,
            s.misfire, s.misfire_limit, s.misfire_grace, s.overlap, s.source)
@@ -743,7 +777,7 @@ _SCHEDULE_ADVANCE = sa.text(
     # The compare-and-set: only the scheduler that read this version and this next_fire_at moves it on.
     """
     UPDATE finejobs_schedules
-    SET next_fire_at = :next_fire_at, skipped = skipped + :skipped,
+    SET next_fire_at = :next_fire_at, skipped = skipped + :skipped, fired = fired + :fired,
         last_fire_at = COALESCE(CAST(:last_fire_at AS timestamptz), last_fire_at),
         last_error = NULL, version = version + 1, updated_at = :now
     WHERE id = :id AND version = :version AND next_fire_at IS NOT DISTINCT FROM CAST(:expected AS timestamptz)
@@ -752,15 +786,18 @@ _SCHEDULE_ADVANCE = sa.text(
 )
 
 _SCHEDULE_INSERT_JOBS = sa.text(
+    # The payload is the schedule's own jsonb, copied as it is (a round trip through Python could change
+    # a number such as 1e20 into an integer); the compare-and-set just checked the row is the one planned.
     """
     WITH ins AS (
         INSERT INTO finejobs_jobs (kind, shard, payload, priority, run_at, expires_at, max_attempts, schedule_id,
                                    fire_at, created_at)
-        SELECT u.kind, u.shard, u.payload, u.priority, u.run_at, u.expires_at, u.max_attempts, :schedule_id,
+        SELECT u.kind, u.shard, s.payload, u.priority, u.run_at, u.expires_at, u.max_attempts, :schedule_id,
                u.fire_at, :now
         FROM jsonb_to_recordset(CAST(:rows AS jsonb))
-             AS u(kind text, shard text, payload jsonb, priority smallint, run_at timestamptz,
+             AS u(kind text, shard text, priority smallint, run_at timestamptz,
                   expires_at timestamptz, max_attempts integer, fire_at timestamptz)
+        JOIN finejobs_schedules s ON s.id = :schedule_id
         ON CONFLICT (shard, schedule_id, fire_at) WHERE schedule_id IS NOT NULL DO NOTHING
         RETURNING id, shard, run_at, fire_at
     ), counted AS (
@@ -792,6 +829,15 @@ _SCHEDULE_PAUSE_ALL = sa.text(
     """
 )
 
+
+
+def _schedule_columns(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Column values for a schedule statement; a payload given as JSON text is stored as that text."""
+    columns = dict(values)
+    if isinstance(columns.get("payload"), str):
+        columns["payload"] = sa.cast(sa.literal(columns["payload"], sa.Text), pg.JSONB)
+    return columns
+
 # ==================================================================== end of schedules section
 
 
@@ -819,9 +865,11 @@ class JobStore:
     @classmethod
     def from_url(cls, url: str, *, pool_size: int = 5) -> JobStore:
         try:
-            sa.engine.make_url(normalize_url(url)).port  # noqa: B018 - parses the port, raises if it is bad
+            port = sa.engine.make_url(normalize_url(url)).port
         except (ValueError, sa.exc.ArgumentError) as exc:
             raise ConfigurationError(f"invalid database URL {mask_url(url)!r}: {exc}") from None
+        if port is not None and not 1 <= port <= 65535:
+            raise ConfigurationError(f"invalid database URL {mask_url(url)!r}: port {port} is not within 1..65535")
         engine = sa.create_engine(
             normalize_url(url),
             pool_size=pool_size,
@@ -1237,19 +1285,31 @@ class JobStore:
 
         The shard's rows move from the default partition to the new one in the same transaction, ids and
         states unchanged. It takes the job table's exclusive lock for that long: workers wait a moment.
+        Every name is checked before any DDL: a shard whose partition would take the name of finejobs' own
+        relations (``other``: finejobs_jobs_other is the default partition) or of any other relation in the
+        database is refused with InvalidJobOptions (its jobs stay in the default partition).
         """
+        if isinstance(names, str):
+            raise TypeError("names must be a sequence of shard names, not a single string")
+        partitions = {name: validate_partition_shard(name) for name in names}
         added: list[str] = []
-        for name in names:
-            validate_shard_name(name)
+        for name, partition in partitions.items():
             with self._shard_ddl(lock_timeout) as (conn, cur):
                 if name in _shard_partitions(conn):
                     continue
+                taken = conn.execute(_RELATION_KIND, {"name": partition}).scalar()
+                if taken is not None:
+                    raise InvalidJobOptions(
+                        f"shard {name!r} cannot have a partition of its own: the name it would get, {partition}, "
+                        f"is taken by {_RELATION_KINDS.get(taken, 'a relation')} of that name in this database "
+                        f"(shards added before it: {added or 'none'}); its jobs stay in the default partition"
+                    )
                 cur.execute(psql.SQL(
                     "CREATE TEMP TABLE finejobs_moving ON COMMIT DROP AS WITH d AS ("
                     "DELETE FROM {} WHERE shard = {} RETURNING *) SELECT * FROM d"
                 ).format(psql.Identifier(DEFAULT_PARTITION), psql.Literal(name)))
                 cur.execute(psql.SQL("CREATE TABLE {} PARTITION OF finejobs_jobs FOR VALUES IN ({})")
-                            .format(psql.Identifier(partition_name(name)), psql.Literal(name)))
+                            .format(psql.Identifier(partition), psql.Literal(name)))
                 _copy_back(cur)
                 added.append(name)
         return added
@@ -1357,7 +1417,7 @@ class JobStore:
 
     def schedule_insert(self, *, values: Mapping[str, Any], now: datetime) -> int | None:
         """Insert a schedule; returns its id, or None when the name is taken."""
-        row = {k: values[k] for k in ("name", *SCHEDULE_SETTABLE) if k in values}
+        row = _schedule_columns({k: values[k] for k in ("name", *SCHEDULE_SETTABLE) if k in values})
         stmt = (pg.insert(schedules_table).values(**row, created_at=now, updated_at=now)
                 .on_conflict_do_nothing(index_elements=["name"]).returning(schedules_table.c.id))
         with self.transaction() as conn:
@@ -1366,7 +1426,8 @@ class JobStore:
     def schedule_upsert_declared(self, *, values: Mapping[str, Any], now: datetime) -> bool:
         """Insert or update a schedule declared in code; True if anything changed."""
         params = dict(values)
-        params["payload"] = json.dumps(values["payload"])
+        payload = values["payload"]
+        params["payload"] = payload if isinstance(payload, str) else json.dumps(payload)
         params["rule"] = json.dumps(values["rule"])
         with self.transaction() as conn:
             return conn.execute(_SCHEDULE_UPSERT_DECLARED, {**params, "now": now}).first() is not None
@@ -1379,7 +1440,7 @@ class JobStore:
             raise ValueError(f"not settable on a schedule: {', '.join(sorted(unknown))}")
         t = schedules_table
         stmt = (sa.update(t).where(t.c.id == schedule_id)
-                .values(**values, version=t.c.version + 1, updated_at=now).returning(t.c.id))
+                .values(**_schedule_columns(values), version=t.c.version + 1, updated_at=now).returning(t.c.id))
         if version is not None:
             stmt = stmt.where(t.c.version == version)
         with self.transaction() as conn:
@@ -1409,21 +1470,22 @@ class JobStore:
 
     def schedule_fire(
         self, *, schedule_id: int, version: int, expected: datetime | None, next_fire_at: datetime | None,
-        jobs: Sequence[tuple[NewJob, datetime]], skipped: int, now: datetime,
+        jobs: Sequence[tuple[NewJob, datetime]], skipped: int, now: datetime, fired: int = 0,
     ) -> list[int] | None:
         """Move next_fire_at from ``expected`` to ``next_fire_at`` and insert one job per (job, fire_at),
-        in one transaction. Returns the new job ids, or None when another scheduler (or an operator) got
-        there first. A tick that already has its job is not inserted again."""
+        in one transaction; ``fired`` ticks are added to the schedule's count of runs (what a COUNT counts).
+        Returns the new job ids, or None when another scheduler (or an operator) got there first. A tick
+        that already has its job is not inserted again."""
         last_fire = max((fire for _, fire in jobs), default=None)
         advance = {"id": schedule_id, "version": version, "expected": expected, "next_fire_at": next_fire_at,
-                   "skipped": skipped, "last_fire_at": last_fire, "now": now}
+                   "skipped": skipped, "fired": fired, "last_fire_at": last_fire, "now": now}
         with self.transaction() as conn:
             if conn.execute(_SCHEDULE_ADVANCE, advance).first() is None:
                 return None
             if not jobs:
                 return []
             rows = json.dumps([
-                {"kind": j.kind, "shard": j.shard, "payload": j.payload, "priority": j.priority,
+                {"kind": j.kind, "shard": j.shard, "priority": j.priority,
                  "run_at": j.run_at.isoformat(), "expires_at": j.expires_at.isoformat() if j.expires_at else None,
                  "max_attempts": j.max_attempts, "fire_at": fire.isoformat()}
                 for j, fire in jobs
