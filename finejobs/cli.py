@@ -32,17 +32,26 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import unquote, urlsplit
 
 import click
 
 from finejobs import __version__
-from finejobs.errors import ConfigurationError, EnqueueError, FinejobsError
+from finejobs.errors import ConfigurationError, EnqueueError, FinejobsError, InvalidJobOptions
 from finejobs.jobs import Job, JobState
+from finejobs.limits import (
+    MAX_ATTEMPTS,
+    MAX_MESSAGE_CHARS,
+    MAX_PAYLOAD_DEPTH,
+    MAX_UNIQUE_KEY_BYTES,
+    check_duration,
+    check_text,
+    check_time,
+    log_safe,
+)
 from finejobs.queue import Queue
 from finejobs.retry import Retry
 from finejobs.sharding import validate_shard_name, validate_shard_pattern
-from finejobs.store import JobStore, Stats, available_migrations, mask_url
+from finejobs.store import JobStore, Stats, available_migrations, mask_url, url_secrets
 
 URL_ENV = "FINEJOBS_DATABASE_URL"
 MAP_ENV = "FINEJOBS_SHARD_MAP"
@@ -55,7 +64,16 @@ log = logging.getLogger("finejobs.cli")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Passwords seen in database URLs this run: scrubbed from every message we print.
+# Bounds of the worker's options (documented in their --help).
+MAX_CONCURRENCY = 10_000
+MAX_POOL_SIZE = 1_000
+MAX_POLL_INTERVAL = 3_600.0  # seconds: an hour
+MAX_SHUTDOWN_GRACE = 86_400.0  # a day
+MAX_LEASE = 86_400.0  # a day
+MAX_LIST_LIMIT = 1_000_000  # jobs list --limit
+MAX_KIND_CHARS = 200  # the job table's check on kind
+
+# Passwords seen in database URLs this run: scrubbed from every message we print and every worker log line.
 _secrets: set[str] = set()
 
 
@@ -69,12 +87,10 @@ class _Root:
 
 
 def _remember_secret(url: str) -> None:
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    if password:
-        _secrets.update({password, unquote(password)})
+    """Remember every password in ``url`` (user-info, query string, conninfo; as written, decoded, and as the
+    store renders the URL again): store.url_secrets."""
+    if isinstance(url, str):
+        _secrets.update(url_secrets(url))
 
 
 def _scrub(text: str) -> str:
@@ -83,6 +99,21 @@ def _scrub(text: str) -> str:
     for secret in sorted(_secrets, key=len, reverse=True):
         text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
     return text
+
+
+class _ScrubbingFormatter(logging.Formatter):
+    """The worker's log lines (tracebacks included), passwords masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _scrub(super().format(record))
+
+
+def _check_url_text(url: str, what: str) -> str:
+    """A URL or path option must be text PostgreSQL and the OS can take (no NUL, no lone surrogate)."""
+    try:
+        return check_text(what, url)
+    except InvalidJobOptions as exc:
+        raise ConfigurationError(str(exc)) from None
 
 
 def _one_line(text: str) -> str:
@@ -99,12 +130,13 @@ def _database_url(ctx: click.Context, value: str | None, *, required: bool = Tru
                                      f"(or a shard map: --shard-map FILE or {MAP_ENV})")
         return None
     _remember_secret(url)
-    return url
+    return _check_url_text(url, "database URL")
 
 
 def _database_url_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value:
         _remember_secret(value)
+        _check_url_text(value, "database URL")
     return value
 
 
@@ -135,7 +167,8 @@ def _store(queue: Queue) -> JobStore:
 
 def _shard_map_path(ctx: click.Context) -> str | None:
     root = ctx.find_object(_Root)
-    return (root.shard_map if root else None) or os.environ.get(MAP_ENV) or None
+    path = (root.shard_map if root else None) or os.environ.get(MAP_ENV) or None
+    return None if path is None else _check_url_text(path, "shard map path")
 
 
 def _configure(ctx: click.Context, queue: Queue, database_url: str | None, **options: Any) -> None:
@@ -194,12 +227,15 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 if TYPE_CHECKING:
     _DateTimeParam = click.ParamType[datetime, Any]  # generic from click 8.3 on
+    _FloatParam = click.ParamType[float, Any]
 else:
     _DateTimeParam = click.ParamType
+    _FloatParam = click.ParamType
 
 
 class AwareDateTime(_DateTimeParam):
-    """An ISO 8601 datetime that carries a timezone (``2026-11-22T08:00:00+01:00`` or ``...Z``)."""
+    """An ISO 8601 datetime that carries a timezone (``2026-11-22T08:00:00+01:00`` or ``...Z``), within the
+    supported time range (limits.check_time: years 1 to 9999 in UTC, a few days from each end)."""
 
     name = "ISO-DATETIME"
 
@@ -214,7 +250,51 @@ class AwareDateTime(_DateTimeParam):
         if parsed.tzinfo is None or parsed.utcoffset() is None:
             self.fail(f"{value!r} has no timezone: add one, e.g. {parsed.isoformat()}Z or "
                       f"{parsed.isoformat()}+01:00", param, ctx)
+        try:
+            check_time(param.name if param is not None and param.name else "the time", parsed)
+        except InvalidJobOptions as exc:
+            self.fail(str(exc), param, ctx)
         return parsed
+
+
+class Seconds(_FloatParam):
+    """A duration in seconds, finite, from ``low`` (excluded if ``low_open``) to ``high`` (limits.check_duration)."""
+
+    name = "SECONDS"
+
+    def __init__(self, low: float, high: float, *, low_open: bool = False) -> None:
+        self.low, self.high, self.low_open = low, high, low_open
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            seconds = float(value) if not isinstance(value, bool) else None
+        except (TypeError, ValueError):
+            seconds = None
+        if seconds is None:
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        try:
+            check_duration("seconds", seconds, minimum=timedelta(seconds=self.low), strict=self.low_open,
+                           most=timedelta(seconds=self.high))
+        except InvalidJobOptions:
+            span = (f"over {self.low:g} and up to {self.high:g}" if self.low_open
+                    else f"from {self.low:g} to {self.high:g}")
+            self.fail(f"{value!r} is out of range: give a number of seconds {span}", param, ctx)
+        return seconds
+
+
+def _text_option(what: str, *, max_chars: int | None = None,
+                 max_bytes: int | None = None) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A callback refusing text with NUL characters or lone surrogates, or over a limit (limits.check_text)."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None:
+            try:
+                check_text(what, value, max_chars=max_chars, max_bytes=max_bytes)
+            except InvalidJobOptions as exc:
+                raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+        return value
+
+    return check
 
 
 def _check_shard(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -351,17 +431,18 @@ def migrate(ctx: click.Context, database_url: str | None) -> None:
 @click.option("--shard", "shards", multiple=True, metavar="PATTERN", callback=_check_shard_pattern,
               help="Serve only this shard, or the shards a glob matches ('district-*', matched again as "
                    "shards appear); repeat for several. Default: every shard.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=10, show_default=True,
+@click.option("--concurrency", type=click.IntRange(1, MAX_CONCURRENCY), default=10, show_default=True,
               help="How many jobs run at once (handler threads).")
-@click.option("--poll-interval", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              metavar="SECONDS", help="How often to look for due jobs when no notification arrives.")
-@click.option("--shutdown-grace", type=click.FloatRange(min=0), default=30.0, show_default=True,
-              metavar="SECONDS",
-              help="On SIGTERM/SIGINT, how long running jobs may finish before they are given back.")
-@click.option("--lease", type=click.FloatRange(min=0.5), default=30.0, show_default=True, metavar="SECONDS",
+@click.option("--poll-interval", type=Seconds(0, MAX_POLL_INTERVAL, low_open=True), default=1.0, show_default=True,
+              help=f"How often to look for due jobs when no notification arrives: over 0, at most "
+                   f"{MAX_POLL_INTERVAL:g} (an hour).")
+@click.option("--shutdown-grace", type=Seconds(0, MAX_SHUTDOWN_GRACE), default=30.0, show_default=True,
+              help="On SIGTERM/SIGINT, how long running jobs may finish before they are given back: 0 to "
+                   f"{MAX_SHUTDOWN_GRACE:g} (a day).")
+@click.option("--lease", type=Seconds(0.5, MAX_LEASE), default=30.0, show_default=True,
               help="How long a claimed job stays this worker's without a heartbeat; after a crash, how long "
-                   "until another worker may run it again.")
-@click.option("--pool-size", type=click.IntRange(min=2), default=5, show_default=True,
+                   f"until another worker may run it again: 0.5 to {MAX_LEASE:g} (a day).")
+@click.option("--pool-size", type=click.IntRange(2, MAX_POOL_SIZE), default=5, show_default=True,
               help="Database connections this worker may hold (plus one for LISTEN).")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="INFO",
               show_default=True, help="Log level; logs go to stdout, one line per job outcome.")
@@ -386,7 +467,9 @@ def worker(ctx: click.Context, app: str, shards: tuple[str, ...], concurrency: i
       finejobs worker --app myapp.jobs:queue --shard district-3 --concurrency 20
       finejobs worker --app myapp.jobs:queue --shard 'district-*'
     """
-    logging.basicConfig(stream=sys.stdout, level=log_level.upper(), format=LOG_FORMAT)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_ScrubbingFormatter(LOG_FORMAT))
+    logging.basicConfig(level=log_level.upper(), handlers=[handler])  # as before: a no-op if logging is set up
     queue = load_app(app)
     _configure(ctx, queue, database_url, pool_size=pool_size)
     try:
@@ -396,6 +479,10 @@ def worker(ctx: click.Context, app: str, shards: tuple[str, ...], concurrency: i
                  ", ".join(f"{n}={_scrub(queue.shard_map.url(n))}" for n in queue.databases)
                  if len(queue.databases) > 1 else _scrub(queue.url))
         _store(queue)
+        # Every database the worker will serve answers and is migrated, or one line says which does not
+        # (with a shard map, a worker per database would otherwise log its failure with a traceback).
+        for name in queue.shard_map.databases_for(list(shards) or None):
+            queue.store_of(name).check_schema()
         queue.worker(shards=list(shards) or None, concurrency=concurrency, poll_interval=poll_interval,
                      shutdown_grace=shutdown_grace, lease=timedelta(seconds=lease)).run()
     finally:
@@ -426,7 +513,7 @@ def _exit_if_handlers_linger(join_timeout: float = 0.5) -> None:
 
 
 @cli.command()
-@click.argument("kind")
+@click.argument("kind", callback=_text_option("job kind name", max_chars=MAX_KIND_CHARS))
 @click.option("--payload", default="{}", show_default=True, metavar="JSON",
               help="The payload as JSON ('-' reads it from stdin).")
 @click.option("--app", envvar=APP_ENV, show_envvar=True, default=None, metavar="MODULE:ATTR",
@@ -438,10 +525,12 @@ def _exit_if_handlers_linger(join_timeout: float = 0.5) -> None:
 @click.option("--expires-at", type=AwareDateTime(), default=None,
               help="Never start after this time (ISO 8601 with a timezone); the job ends 'expired'.")
 @click.option("--unique-key", default=None, metavar="KEY",
-              help="At most one unfinished job per key: if one exists, its id is printed instead.")
+              callback=_text_option("unique_key", max_bytes=MAX_UNIQUE_KEY_BYTES),
+              help="At most one unfinished job per key: if one exists, its id is printed instead "
+                   f"(at most {MAX_UNIQUE_KEY_BYTES:,} bytes of UTF-8).")
 @click.option("--priority", type=click.IntRange(-32768, 32767), default=None,
               help="Higher runs first [default: the kind's, else 0].")
-@click.option("--max-attempts", type=click.IntRange(min=1), default=None,
+@click.option("--max-attempts", type=click.IntRange(1, MAX_ATTEMPTS), default=None,
               help="Without --app only: attempts allowed [default: 3]. With --app the kind's retry policy decides.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole job as JSON instead of its id.")
 @database_url_option
@@ -488,7 +577,7 @@ def enqueue(ctx: click.Context, kind: str, payload: str, app: str | None, shard:
             _register_untyped(queue, kind, ctx, max_attempts=max_attempts or Retry().max_attempts)
             job = queue.enqueue(kind, data, **options)
     if as_json:
-        _echo_json(job.to_json())
+        _echo_json(_job_json(job))
     else:
         click.echo(job.id)
 
@@ -500,6 +589,9 @@ def _parse_payload(text: str, ctx: click.Context) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise click.BadParameter(f"not valid JSON: {exc}", ctx=ctx, param_hint="'--payload'") from None
+    except RecursionError:  # far deeper than any payload may be
+        raise click.BadParameter(f"nested deeper than {MAX_PAYLOAD_DEPTH} levels", ctx=ctx,
+                                 param_hint="'--payload'") from None
 
 
 def _register_untyped(queue: Queue, kind: str, ctx: click.Context, *, max_attempts: int) -> None:
@@ -524,9 +616,11 @@ def jobs() -> None:
 
 @jobs.command("list")
 @click.option("--state", type=click.Choice([s.value for s in JobState]), default=None, help="Only this state.")
-@click.option("--kind", default=None, help="Only this job kind.")
-@click.option("--shard", default=None, help="Only this shard.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many.")
+@click.option("--kind", default=None, callback=_text_option("kind", max_chars=MAX_KIND_CHARS),
+              help="Only this job kind.")
+@click.option("--shard", default=None, callback=_check_shard, help="Only this shard.")
+@click.option("--limit", type=click.IntRange(1, MAX_LIST_LIMIT), default=50, show_default=True,
+              help="At most this many.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of jobs (every field).")
 @database_url_option
 @click.pass_context
@@ -540,7 +634,7 @@ def jobs_list(ctx: click.Context, state: str | None, kind: str | None, shard: st
     with _queue_from(ctx, database_url) as queue:
         found = queue.jobs(state=state, kind=kind, shard=shard, limit=limit)
     if as_json:
-        _echo_json([job.to_json() for job in found])
+        _echo_json([_job_json(job) for job in found])
         return
     if not found:
         click.echo("no jobs")
@@ -561,9 +655,19 @@ def jobs_show(ctx: click.Context, job_id: int, as_json: bool, database: str | No
     with _queue_from(ctx, database_url) as queue:
         job = queue.get(job_id, database=database)
     if as_json:
-        _echo_json(job.to_json())
+        _echo_json(_job_json(job))
         return
     click.echo(_describe(job))
+
+
+def _job_json(job: Job) -> dict[str, Any]:
+    """``job.to_json()`` with passwords masked in its errors (a handler's exception may quote a URL)."""
+    data = job.to_json()
+    for error in data["errors"]:
+        for key in ("message", "traceback"):
+            if isinstance(error.get(key), str):
+                error[key] = _scrub(error[key])
+    return data
 
 
 def _describe(job: Job) -> str:
@@ -588,9 +692,9 @@ def _describe(job: Job) -> str:
     lines.append(f"errors: {len(job.errors)}" if job.errors else "errors: none")
     for err in job.errors:
         worker = f" (worker {err.worker})" if err.worker else ""
-        lines.append(f"  attempt {err.attempt} at {err.at.isoformat()}{worker}: {err.error}: {err.message}")
+        lines.append(f"  attempt {err.attempt} at {err.at.isoformat()}{worker}: {err.error}: {_scrub(err.message)}")
         if err.traceback:
-            lines.extend("    " + line for line in err.traceback.rstrip().splitlines())
+            lines.extend("    " + line for line in _scrub(err.traceback).rstrip().splitlines())
     return "\n".join(lines)
 
 
@@ -608,7 +712,9 @@ def jobs_retry(ctx: click.Context, job_id: int, database: str | None, database_u
 
 @jobs.command("cancel")
 @click.argument("job_id", metavar="ID", type=int, callback=_check_job_id)
-@click.option("--reason", default="cancelled by operator", show_default=True, help="Recorded on the job.")
+@click.option("--reason", default="cancelled by operator", show_default=True,
+              callback=_text_option("reason", max_chars=MAX_MESSAGE_CHARS),
+              help=f"Recorded on the job (at most {MAX_MESSAGE_CHARS:,} characters).")
 @database_option
 @database_url_option
 @click.pass_context
@@ -673,7 +779,8 @@ from finejobs import cli_shards as _cli_shards  # noqa: E402, F401  (registers `
 
 
 def _fail(message: str, code: int) -> int:
-    click.echo(f"finejobs: error: {_one_line(_scrub(message))}", err=True)
+    """One line on stderr: passwords masked, control characters escaped, capped (limits.log_safe)."""
+    click.echo(f"finejobs: error: {log_safe(_one_line(_scrub(message)))}", err=True)
     return code
 
 

@@ -11,11 +11,18 @@ finejobs --shard-map shards.toml shards move district-3 --to b
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from finejobs.cli import _check_shard, _echo_json, _queue_from, _table, cli, database_url_option
+from finejobs.cli import Seconds, _check_shard, _echo_json, _queue_from, _table, cli, database_url_option
+from finejobs.errors import EnqueueError
 from finejobs.shard_move import move_shard
+from finejobs.sharding import validate_partition_shard
 from finejobs.store import ShardInfo
+
+MAX_WAIT = 86_400.0  # shards move --wait: a day
+MAX_BATCH = 100_000  # shards move --batch
 
 _STATES = ("scheduled", "available", "running", "succeeded", "failed", "expired", "cancelled")
 
@@ -31,15 +38,26 @@ def shards() -> None:
     """
 
 
+def _check_partition_shards(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    for name in value:
+        try:
+            validate_partition_shard(name)
+        except EnqueueError as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    return value
+
+
 @shards.command("add")
-@click.argument("names", nargs=-1, required=True, callback=_check_shard)
+@click.argument("names", nargs=-1, required=True, callback=_check_partition_shards)
 @database_url_option
 @click.pass_context
 def shards_add(ctx: click.Context, names: tuple[str, ...], database_url: str | None) -> None:
     """Give each shard NAME its own partition (moving its jobs from the default partition).
 
     Takes the job table's exclusive lock for a moment per shard (workers wait, nothing fails); refuses
-    after 10 s if a long transaction holds the table.
+    after 10 s if a long transaction holds the table. Every NAME is checked first: a shard whose partition
+    would take the name of one of finejobs' own relations ('other': finejobs_jobs_other is the default
+    partition) is refused, and its jobs stay in the default partition.
     """
     with _queue_from(ctx, database_url) as queue:
         for name in names:
@@ -101,9 +119,10 @@ def shards_drop(ctx: click.Context, name: str, database: str | None, database_ur
 @shards.command("move")
 @click.argument("name", callback=_check_shard)
 @click.option("--to", "target", required=True, metavar="DATABASE", help="The database of the shard map to move to.")
-@click.option("--wait", type=click.FloatRange(min=0), default=60.0, show_default=True, metavar="SECONDS",
-              help="How long to wait for jobs running in the source to finish (they finish there).")
-@click.option("--batch", type=click.IntRange(min=1), default=500, show_default=True,
+@click.option("--wait", type=Seconds(0, MAX_WAIT), default=60.0, show_default=True,
+              help=f"How long to wait for jobs running in the source to finish (they finish there): 0 to "
+                   f"{MAX_WAIT:g} (a day).")
+@click.option("--batch", type=click.IntRange(1, MAX_BATCH), default=500, show_default=True,
               help="Jobs moved per transaction.")
 @database_url_option
 @click.pass_context

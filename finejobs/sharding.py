@@ -7,8 +7,11 @@ serves one. Names become partition and identifier names, so they are checked aga
   :func:`validate_shard_pattern`, :func:`is_glob`, :func:`match_shards`.
 - Routing rules: a job kind can take each job's shard from its payload, by the value of a field
   (:class:`ByField`) or by a stable hash of a key into numbered buckets (:class:`ByHash`, :func:`hash_bucket`).
-- Partition names: :func:`partition_name` turns a shard into a PostgreSQL identifier.
+- Partition names: :func:`partition_name` turns a shard into a PostgreSQL identifier;
+  :func:`validate_partition_shard` refuses the shards whose partition would take the name of finejobs' own relations.
 - Shard map: :class:`ShardMap` places shards on named databases (built in code, from a dict or a TOML file).
+- Passwords: :func:`mask_passwords` hides the passwords of URLs and conninfo strings in any text, for errors and
+  logs (the shard map's, and the store's ``mask_url``); :func:`password_forms` lists them.
 
 Everything here is pure: no database, no SQL.
 """
@@ -23,6 +26,7 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import unquote, unquote_plus
 
 from finejobs._globs import first_matches
 from finejobs.errors import ConfigurationError, InvalidJobOptions, PayloadError
@@ -35,7 +39,6 @@ _PARTITION_PREFIX = "finejobs_jobs_"
 _MAX_IDENTIFIER = 63  # PostgreSQL's NAMEDATALEN - 1, in bytes
 _DATABASE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,30}")
 _URL_SCHEMES = ("postgresql://", "postgres://", "postgresql+psycopg://")
-_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 _MISSING: Any = object()
 
 
@@ -239,8 +242,40 @@ def partition_name(shard: str) -> str:
     return f"{_PARTITION_PREFIX}{safe[:keep]}_{digest}"
 
 
-def _mask(url: object) -> object:
-    return _PASSWORD.sub(r"\1***@", url) if isinstance(url, str) else url
+# finejobs' own relations whose names a shard's partition (finejobs_jobs_<shard>) could take: the job table's
+# default partition, the indexes and sequence of the migrations (and of the table 0004 replaced), and the
+# indexes PostgreSQL named for the default partition; tests/integration/test_shard_names.py checks the list
+# against a migrated database. store.shard_add also refuses any other relation of that name found there.
+_OWN_RELATIONS = {
+    _PARTITION_PREFIX + "other": "the default partition",
+    **{_PARTITION_PREFIX + suffix: "an index or sequence of finejobs' own" for suffix in (
+        "pkey", "id_seq", "claim_idx", "unique_key_idx", "expiry_idx", "lease_idx", "finished_idx",
+        "schedule_tick_idx", "schedule_unfinished_idx", "moved_from_idx", "0003", "0003_pkey", "0003_id_seq",
+        "finished_id_idx",  # migrations/0006
+    )},
+    **{_PARTITION_PREFIX + "other_" + suffix: "an index of the default partition" for suffix in (
+        "pkey", "expires_at_idx", "lease_expires_at_idx", "schedule_id_idx", "shard_moved_from_idx",
+        "shard_priority_run_at_id_idx", "shard_schedule_id_fire_at_idx", "shard_unique_key_idx",
+        "state_finished_at_idx", "state_id_idx",
+    )},
+}
+
+
+def validate_partition_shard(name: object) -> str:
+    """The partition name of shard ``name`` if the shard may get a partition of its own (``finejobs shards
+    add``), else InvalidJobOptions: an invalid shard name, or one whose partition name is taken by finejobs
+    itself, such as ``other`` (``finejobs_jobs_other`` is the default partition).
+
+    Such a shard is still a valid shard: its jobs live in the default partition, as those of every shard
+    without a partition of their own."""
+    partition = partition_name(validate_shard_name(name))
+    taken = _OWN_RELATIONS.get(partition)
+    if taken is not None:
+        raise InvalidJobOptions(
+            f"shard {name!r} cannot have a partition of its own: the name it would get, {partition}, is taken "
+            f"by {taken}; its jobs can still be enqueued and served (they stay in the default partition)"
+        )
+    return partition
 
 
 def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
@@ -282,8 +317,11 @@ class ShardMap:
             if not isinstance(name, str) or not _DATABASE_NAME.fullmatch(name):
                 raise ConfigurationError(f"shard map: invalid database name {name!r}: use 1-31 characters of "
                                          "a-z, 0-9, '_', '-', starting with a letter or digit")
-            if not isinstance(url, str) or not url.startswith(_URL_SCHEMES):
-                raise ConfigurationError(f"shard map: database {name!r} has URL {_mask(url)!r}; "
+            if not isinstance(url, str):  # its value is not shown: it may hold a password
+                raise ConfigurationError(f"shard map: the URL of database {name!r} must be a string, "
+                                         f"not {type(url).__name__}")
+            if not url.startswith(_URL_SCHEMES):
+                raise ConfigurationError(f"shard map: database {name!r} has URL {mask_passwords(url)!r}; "
                                          f"it must start with {', '.join(_URL_SCHEMES)}")
             self._urls[name] = url
         shards = shards or {}
@@ -411,6 +449,109 @@ class ShardMap:
         return isinstance(other, ShardMap) and self.to_dict() == other.to_dict()
 
     def __repr__(self) -> str:
-        databases = {name: _mask(url) for name, url in self._urls.items()}
+        databases = {name: mask_passwords(url) for name, url in self._urls.items()}
         shards = {name: list(patterns) for name, patterns in self._shards.items() if patterns}
         return f"ShardMap(databases={databases!r}, shards={shards!r}, default={self._default!r})"
+
+
+# ---------------------------------------------------------------- passwords in URLs, for errors and logs
+# (pure code, here so that the shard map and the store, which imports this module, share it)
+
+
+def mask_passwords(text: str) -> str:
+    """Hide the passwords in a database URL, a libpq conninfo string or a message holding either: for logs and
+    error messages.
+
+    A URL's user-info password (everything from the ':' after the user name to the last '@', so unencoded
+    ``@``, ``/``, ``?`` or spaces in it are hidden too), its query-string ``password=`` / ``sslpassword=``, and
+    a conninfo ``password=...`` (quoted or not) become ``***``. Text that starts with a URL is taken as one
+    URL; in other text a URL ends at white space. Masking twice changes nothing."""
+    out, at = [], 0
+    for start, end, _ in _secret_spans(text):
+        out += [text[at:start], _MASK]
+        at = end
+    return "".join([*out, text[at:]])
+
+
+def password_forms(url: str) -> set[str]:
+    """Every form of every password in ``url`` (as :func:`mask_passwords` finds them): as written, percent-decoded,
+    unquoted, and, for a user-info password with an unencoded ``@``, each part (SQLAlchemy and libpq read the
+    part after the first ``@`` as the host name, which connection errors then print)."""
+    found: set[str] = set()
+    for start, end, userinfo in _secret_spans(url):
+        value = url[start:end]
+        forms = {value}
+        if len(value) > 1 and value[0] == value[-1] == "'":  # a quoted conninfo value
+            forms |= {value[1:-1], re.sub(r"\\(.)", r"\1", value[1:-1])}
+        forms |= {decoded for form in forms for decoded in (unquote(form), unquote_plus(form))}
+        if userinfo:
+            forms |= {part for form in list(forms) for part in form.split("@")}
+        found |= forms
+    return {form for form in found if form and form != _MASK}
+
+
+_MASK = "***"
+_URL_START = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+# In a message, a URL runs to white space or to the next URL.
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?:(?![A-Za-z][A-Za-z0-9+.-]*://)\S)*")
+_PASSWORD_KEYS = frozenset({"password", "sslpassword", "pgpassword"})
+# libpq conninfo: keyword = value, the value single-quoted (backslash escapes) or up to white space.
+_CONNINFO_PASSWORD = re.compile(r"(?i)(?<![\w%.-])(?:ssl|pg)?password\s*=\s*('(?:\\.|[^'\\])*'?|(?:\\.|\S)*)")
+# A value masked already, maybe followed by the punctuation of the message around it.
+_MASKED = re.compile(r"\*\*\*[)'\"\]>,;:.]*")
+
+
+def _secret_spans(text: str) -> list[tuple[int, int, bool]]:
+    """(start, end, is a user-info password) of each password in ``text``, in order, not overlapping."""
+    spans: list[tuple[int, int, bool]] = []
+    stripped = text.lstrip()
+    if _URL_START.match(stripped):
+        urls = [(len(text) - len(stripped), len(text))]
+    else:
+        urls = [match.span() for match in _URL_IN_TEXT.finditer(text)]
+    for start, end in urls:
+        spans += _url_secret_spans(text, start, end)
+    for match in _CONNINFO_PASSWORD.finditer(text):
+        if match.group(1) and not _MASKED.fullmatch(match.group(1)) and not any(
+                start <= match.start() < end for start, end in urls):
+            spans.append((*match.span(1), False))
+    merged: list[tuple[int, int, bool]] = []
+    for start, end, userinfo in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            last = merged.pop()
+            start, end, userinfo = last[0], max(last[1], end), last[2] or userinfo
+        merged.append((start, end, userinfo))
+    return merged
+
+
+def _url_secret_spans(text: str, start: int, end: int) -> list[tuple[int, int, bool]]:
+    """The passwords of the URL ``text[start:end]``: its user-info password and its query-string passwords."""
+    scheme = _URL_START.match(text, start)
+    assert scheme is not None
+    spans: list[tuple[int, int, bool]] = []
+    # SQLAlchemy (and libpq) read the user name up to ':' or '/', then the password up to the first '@'.
+    colon = scheme.end()
+    while colon < end and text[colon] not in ":/":
+        colon += 1
+    host = scheme.end()
+    if colon < end and text[colon] == ":":
+        first = text.find("@", colon + 1, end)
+        if first != -1:
+            # An unencoded '@' in the password: SQLAlchemy and libpq take what follows the first '@' for the
+            # host name (and maybe a '/' in it for the database), urllib ends the password at the last '@'
+            # before the path. No reading is sure, so hide everything up to the last '@' (a '@' in the query
+            # string then hides the host too: better that than part of a password).
+            last = text.rfind("@", first, end)
+            if last > colon + 1:
+                spans.append((colon + 1, last, True))
+            host = first + 1
+    query = text.find("?", host, end)
+    if query != -1:
+        position = query + 1
+        for part in text[query + 1:end].split("&"):
+            key, equals, value = part.partition("=")
+            secret = unquote_plus(key).strip().lower() in _PASSWORD_KEYS
+            if secret and equals and value and not _MASKED.fullmatch(value):
+                spans.append((position + len(key) + 1, position + len(part), False))
+            position += len(part) + 1
+    return spans

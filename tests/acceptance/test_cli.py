@@ -264,7 +264,7 @@ ERROR_CASES: list[tuple[str, list[str], str | None, str, int]] = [
      "times", 1),
     ("payload-extra", ["enqueue", "greet", "--app", APP, "--payload", '{"nmae": "ada"}'], "db", "nmae", 1),
     ("unknown-kind", ["enqueue", "nope", "--app", APP, "--payload", "{}"], "db", "unknown job kind 'nope'", 1),
-    ("payload-list", ["enqueue", "report.build", "--payload", "[1, 2]"], "db", "expected a JSON object", 1),
+    ("payload-list", ["enqueue", "report.build", "--payload", "[1, 2]"], "db", "JSON object", 1),
     ("payload-json", ["enqueue", "report.build", "--payload", "{oops"], "db", "not valid JSON", 2),
     ("naive-run-at", ["enqueue", "greet", "--payload", "{}", "--run-at", "2026-11-22T08:00:00"], "db",
      "no timezone", 2),

@@ -1,9 +1,9 @@
 """A table of bad input (payloads, names, times, options, URLs, CLI arguments): each entry is refused with a
 named finejobs error whose message names the field, and writes nothing in any finejobs table.
 
-The Python entries call the public API on a real PostgreSQL. The CLI entries run the real click command
-in-process (click's CliRunner, for speed over ~100 entries; tests/acceptance runs the same commands in a
-subprocess) and check the exit status and the one-line error.
+The Python entries call the public API on a real PostgreSQL. The CLI entries run the CLI's entry point
+(``finejobs.cli.main``) in-process, for speed (tests/acceptance runs such commands in a subprocess), and
+check the exit status and the one-line error.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pydantic
 import pytest
-from click.testing import CliRunner
 
 import finejobs
 from finejobs import (
@@ -33,7 +32,7 @@ from finejobs import (
     RRule,
     UnknownKindError,
 )
-from finejobs.cli import cli
+from finejobs.cli import main
 from finejobs.store import libpq_url
 
 NY = ZoneInfo("America/New_York")
@@ -231,8 +230,8 @@ for label, kwargs, field in [
     entry(f"kind: {label}", lambda q, k=kwargs: q.job("opt", **k)(lambda p: None), InvalidJobOptions, field)
 entry("enqueue_many: one bad item refuses all", lambda q: q.enqueue_many("free", [{}, {"a": "\x00"}, {}]),
       PayloadError, "a")
-entry("enqueue_many: one bad JobSpec option", lambda q: q.enqueue_many("free", [JobSpec({}), JobSpec({}, priority=True)]),
-      InvalidJobOptions, "priority")
+entry("enqueue_many: one bad JobSpec option",
+      lambda q: q.enqueue_many("free", [JobSpec({}), JobSpec({}, priority=True)]), InvalidJobOptions, "priority")
 entry("enqueue_many: one bad time", lambda q: q.enqueue_many("free", [JobSpec({}, run_at=MAX_NY)]),
       InvalidJobOptions, "run_at")
 
@@ -335,7 +334,7 @@ CLI: list[tuple[str, list[str], str]] = [
     ("worker --concurrency 0", ["worker", "--app", "tests.acceptance.app_jobs:queue", "--concurrency", "0"],
      "concurrency"),
     ("worker --shard upper case", ["worker", "--app", "tests.acceptance.app_jobs:queue", "--shard", "BAD"], "shard"),
-    ("worker --app without a colon", ["worker", "--app", "tests.acceptance.app_jobs"], "app"),
+    ("worker --app of a missing module", ["worker", "--app", "no_such_module_x:queue"], "no_such_module_x"),
     ("enqueue --run-at year 9999 at -05:00",
      ["enqueue", "k", "--run-at", "9999-12-31T23:00:00-05:00"], "run-at"),
     ("enqueue --run-at year 1 at +05:00", ["enqueue", "k", "--run-at", "0001-01-01T01:00:00+05:00"], "run-at"),
@@ -353,7 +352,7 @@ CLI: list[tuple[str, list[str], str]] = [
     ("enqueue --payload NaN", ["enqueue", "k", "--payload", '{"a": NaN}'], "a"),
     ("enqueue --shard bad", ["enqueue", "k", "--shard", "Bad Shard"], "shard"),
     ("jobs show id over bigint", ["jobs", "show", "99999999999999999999999"], "ID"),
-    ("jobs show negative id", ["jobs", "show", "-5"], "ID"),
+    ("jobs show negative id", ["jobs", "show", "--", "-5"], "ID"),
     ("jobs list --kind with NUL", ["jobs", "list", "--kind", "a\x00b"], "kind"),
     ("jobs list --shard with NUL", ["jobs", "list", "--shard", "a\x00b"], "shard"),
     ("jobs list --state unknown", ["jobs", "list", "--state", "lost"], "state"),
@@ -378,14 +377,18 @@ CLI: list[tuple[str, list[str], str]] = [
 
 @pytest.mark.parametrize(("name", "args", "needle"), CLI, ids=[c[0] for c in CLI])
 def test_bad_cli_input_is_one_line_and_writes_nothing(clean_db: str, raw: psycopg.Connection[Any], name: str,
-                                                      args: list[str], needle: str) -> None:
+                                                      args: list[str], needle: str,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
     before = snapshot(raw)
-    env = {"FINEJOBS_DATABASE_URL": clean_db, "FINEJOBS_DEBUG": ""}
-    result = CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
-    assert result.exit_code in (1, 2), f"exit {result.exit_code}: {result.output}"
-    text = result.output.strip()
-    assert "Traceback" not in text and "unexpected" not in text.lower(), text
-    error_lines = [line for line in text.splitlines() if "error" in line.lower()]
-    assert error_lines, f"an error line: {text}"
-    assert needle.lower() in text.lower(), f"names {needle!r}: {text}"
+    monkeypatch.setenv("FINEJOBS_DATABASE_URL", clean_db)
+    monkeypatch.delenv("FINEJOBS_DEBUG", raising=False)
+    monkeypatch.delenv("FINEJOBS_APP", raising=False)
+    code = main(args)
+    out, err = capsys.readouterr()
+    assert code in (1, 2), f"exit {code}: {out} {err}"
+    assert "Traceback" not in err and "unexpected" not in err.lower(), err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("finejobs: error: "), f"one error line: {err}"
+    assert needle.lower() in err.lower(), f"names {needle!r}: {err}"
     assert snapshot(raw) == before, "nothing was written"

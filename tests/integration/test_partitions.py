@@ -329,7 +329,7 @@ def test_migration_0004_keeps_every_job_of_0003(empty_database_url: str, clock: 
             read = sql.SQL("SELECT {} FROM finejobs_jobs ORDER BY id").format(columns)
             before = conn.execute(read).fetchall()
 
-            assert q.store.migrate() == [4]
+            assert q.store.migrate(target=4) == [4]
 
             after = conn.execute(read).fetchall()
             assert [r["id"] for r in after] == [1, 2, 3, 40, 41, 42, 43]

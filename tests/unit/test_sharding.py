@@ -26,6 +26,7 @@ from finejobs.sharding import (
     match_shards,
     partition_name,
     rule_from_options,
+    validate_partition_shard,
     validate_shard_name,
     validate_shard_pattern,
 )
@@ -509,7 +510,7 @@ def test_from_toml_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         ({"databases": {"a": {"url": URL_A, "url_env": "X"}}}, "database 'a' needs exactly one of url and url_env"),
         ({"databases": {"a": {"url_env": ""}}}, "url_env of database 'a'"),
         ({"databases": {"a": {"url_env": "FINEJOBS_TEST_UNSET_VARIABLE"}}}, "FINEJOBS_TEST_UNSET_VARIABLE"),
-        ({"databases": {"a": {"url": 3}}}, "database 'a' has URL 3"),
+        ({"databases": {"a": {"url": 3}}}, "the URL of database 'a' must be a string, not int"),
         ({"databases": {"a": {"url": URL_A, "shards": ["x", "Y"]}}}, "invalid shard pattern 'Y'"),
         ({"databases": {"a": {"url": URL_A}, "b": {"url": URL_B}}, "default": "c"}, "default database 'c'"),
         ({"databases": {"a": {"url": URL_A}}, "default": ["a"]}, "default database ['a']"),
@@ -525,3 +526,48 @@ def test_from_dict_validation(data: dict[str, Any], message: str, monkeypatch: p
 def test_from_dict_refuses_non_tables() -> None:
     with pytest.raises(ConfigurationError, match="expected a table"):
         ShardMap.from_dict(["a"])  # type: ignore[arg-type]
+
+
+def test_a_url_that_is_not_a_string_is_not_shown() -> None:
+    # a TOML table where the URL should be may hold the password: the error names its type, not its value
+    with pytest.raises(ConfigurationError) as caught:
+        ShardMap.from_dict({"databases": {"a": {"url": {"password": "s3cret"}}}})
+    assert "s3cret" not in str(caught.value) and "must be a string, not dict" in str(caught.value)
+
+
+def test_errors_and_repr_hide_passwords_with_an_unencoded_at_or_in_the_query() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        ShardMap({"a": "mysql://u:pw@zq7@h/db?password=q8x"})
+    assert "zq7" not in str(caught.value) and "q8x" not in str(caught.value) and "pw" not in str(caught.value)
+    text = repr(ShardMap({"a": "postgresql://u:pw@zq7@h/db?sslmode=require&password=q8x"}))
+    assert "zq7" not in text and "q8x" not in text and "postgresql://u:***@h/db?sslmode=require&password=***" in text
+
+
+# ---------------------------------------------------------------- shards that cannot have a partition
+
+
+@pytest.mark.parametrize("shard", [
+    "other",  # finejobs_jobs_other: the default partition
+    "pkey", "id_seq", "claim_idx", "unique_key_idx", "expiry_idx", "lease_idx", "finished_idx",
+    "schedule_tick_idx", "schedule_unfinished_idx", "moved_from_idx",  # the job table's own relations
+    "other_pkey", "other_shard_priority_run_at_id_idx", "other_state_finished_at_idx",  # the default partition's
+    "0003", "0003_pkey", "0003_id_seq",  # the table migration 0004 replaced
+])
+def test_shards_whose_partition_would_take_a_finejobs_relation_name_are_refused(shard: str) -> None:
+    assert validate_shard_name(shard) == shard  # a valid shard: its jobs live in the default partition
+    with pytest.raises(InvalidJobOptions) as caught:
+        validate_partition_shard(shard)
+    message = str(caught.value)
+    assert f"shard {shard!r} cannot have a partition of its own" in message
+    assert partition_name(shard) in message and "default partition" in message
+
+
+@pytest.mark.parametrize("shard", ["district-1", "others", "other-1", "other_region", "x.other", "default",
+                                   "jobs", "a_pkey"])
+def test_other_shards_may_have_a_partition(shard: str) -> None:
+    assert validate_partition_shard(shard) == partition_name(shard)
+
+
+def test_validate_partition_shard_refuses_invalid_names() -> None:
+    with pytest.raises(InvalidJobOptions, match="invalid shard name"):
+        validate_partition_shard("Other")
