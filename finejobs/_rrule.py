@@ -33,7 +33,7 @@ from finejobs._wallclock import (
     zone,
 )
 from finejobs.errors import InvalidJobOptions
-from finejobs.limits import MAX_DURATION
+from finejobs.limits import MAX_DURATION, RULE_HORIZON_YEARS
 
 _DAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 _DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -49,7 +49,7 @@ _ORDINALS = {1: "first", 2: "second", 3: "third", 4: "fourth", 5: "fifth", -1: "
 _MAX_INTERVAL = {"YEARLY": MAX_DURATION.days // 365, "MONTHLY": MAX_DURATION.days // 365 * 12,
                  "WEEKLY": MAX_DURATION.days // 7, "DAILY": MAX_DURATION.days, "HOURLY": MAX_DURATION.days * 24,
                  "MINUTELY": MAX_DURATION.days * 1440, "SECONDLY": MAX_DURATION.days * 86400}
-_HORIZON_YEARS = 400
+_HORIZON_YEARS = RULE_HORIZON_YEARS
 _DAY_KEYS = ("BYWEEKNO", "BYYEARDAY", "BYMONTHDAY", "BYDAY", "BYEASTER")
 _NTH = re.compile(r"^([+-]?\d+)?([A-Z]{2})$")
 

@@ -31,14 +31,14 @@ from typing import Any, ClassVar, ParamSpec
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from finejobs.errors import InvalidJobOptions
-from finejobs.limits import MAX_TIME, MIN_TIME, check_time
+from finejobs.limits import MAX_RRULE_COUNT, MAX_TIME, MIN_TIME, check_time
 
 MICROSECOND = timedelta(microseconds=1)
 _NEAR = timedelta(hours=6)
 # RRULE COUNT is exact up to this many fires and refused above it (docs/schedules.md, "Limits"): a rule
 # object lists its counted fires from its start to answer next_after. A schedule counts its runs in its
 # row instead (finejobs_schedules.fired), so COUNT never makes the scheduler walk from the start.
-MAX_COUNT = 100_000
+MAX_COUNT = MAX_RRULE_COUNT
 P = ParamSpec("P")
 # Past either end of the time range (what an instant that cannot even be converted to UTC stands for).
 _BEFORE_ALL = datetime.min.replace(tzinfo=UTC)

@@ -40,9 +40,14 @@ from finejobs.errors import ConfigurationError, EnqueueError, FinejobsError, Inv
 from finejobs.jobs import Job, JobState
 from finejobs.limits import (
     MAX_ATTEMPTS,
+    MAX_CONCURRENCY,
     MAX_MESSAGE_CHARS,
     MAX_PAYLOAD_DEPTH,
+    MAX_POOL_SIZE,
     MAX_UNIQUE_KEY_BYTES,
+    MAX_WORKER_GRACE,
+    MAX_WORKER_LEASE,
+    MAX_WORKER_POLL,
     check_duration,
     check_text,
     check_time,
@@ -64,12 +69,10 @@ log = logging.getLogger("finejobs.cli")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Bounds of the worker's options (documented in their --help).
-MAX_CONCURRENCY = 10_000
-MAX_POOL_SIZE = 1_000
-MAX_POLL_INTERVAL = 3_600.0  # seconds: an hour
-MAX_SHUTDOWN_GRACE = 86_400.0  # a day
-MAX_LEASE = 86_400.0  # a day
+# Bounds of the worker's options (documented in their --help): the Worker's own, from finejobs.limits.
+MAX_POLL_INTERVAL = MAX_WORKER_POLL.total_seconds()
+MAX_SHUTDOWN_GRACE = MAX_WORKER_GRACE.total_seconds()
+MAX_LEASE = MAX_WORKER_LEASE.total_seconds()
 MAX_LIST_LIMIT = 1_000_000  # jobs list --limit
 MAX_KIND_CHARS = 200  # the job table's check on kind
 

@@ -30,6 +30,17 @@ MAX_ATTEMPTS = 10_000  # max_attempts of a kind or a schedule (1 ..)
 MAX_MESSAGE_CHARS = 8_192  # an attempt's error message, a Cancel reason, an operator's reason
 MAX_TRACEBACK_CHARS = 32_768  # an attempt's traceback
 MAX_LOG_VALUE_CHARS = 2_000  # one value taken from an error or a payload into a log line
+MAX_RRULE_COUNT = 100_000  # an RRULE's COUNT (finejobs._wallclock keeps it exact up to this)
+MAX_MISFIRE_LIMIT = 10_000  # ticks one catch-up of a schedule may make
+RULE_HORIZON_YEARS = 400  # how far ahead a rule's next time is looked for (none within: it never fires)
+
+# A worker's options (the Worker's Python API and `finejobs worker` alike).
+MAX_CONCURRENCY = 10_000
+MAX_POOL_SIZE = 1_000
+MAX_WORKER_POLL = timedelta(hours=1)  # poll_interval, and the other intervals of a worker's services
+MAX_WORKER_GRACE = timedelta(days=1)  # shutdown_grace
+MAX_WORKER_LEASE = timedelta(days=1)  # lease
+MIN_CLI_LEASE = timedelta(seconds=0.5)  # `finejobs worker --lease` (the Python API takes any positive lease)
 
 
 def check_time(name: str, value: datetime | None) -> datetime | None:
@@ -185,5 +196,8 @@ def log_safe(value: object, limit: int = MAX_LOG_VALUE_CHARS) -> str:
 
 def _words(value: timedelta) -> str:
     days = value.days
-    return f"{days // 365} years" if days >= 365 and days % 365 == 0 else (
-        f"{days:,} days" if days else f"{value.total_seconds():g} s")
+    if days >= 365 and days % 365 == 0:
+        return f"{days // 365} years" if days > 365 else "1 year"
+    if days:
+        return f"{days:,} days" if days > 1 else "1 day"
+    return f"{value.total_seconds():g} s"

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from finejobs import limits
 from finejobs._wallclock import aware
 from finejobs.errors import DatabaseUnavailable, FinejobsError, InvalidJobOptions, PayloadError
 from finejobs.limits import (
@@ -64,7 +65,7 @@ MISFIRES: tuple[Misfire, ...] = ("coalesce", "all", "skip")
 OVERLAPS: tuple[Overlap, ...] = ("skip", "allow", "wait")
 _WALK_LIMIT = 10_000
 _NAME_LIMIT = 200
-MAX_MISFIRE_LIMIT = 10_000  # catch-up runs of one schedule in one pass (misfire="all")
+MAX_MISFIRE_LIMIT = limits.MAX_MISFIRE_LIMIT  # catch-up runs of one schedule in one pass (misfire="all")
 
 
 class ScheduleNotFound(FinejobsError, LookupError):

@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import psycopg
 import tenacity
 
 from finejobs.errors import DatabaseUnavailable
 from finejobs.jobs import Job, JobState
-from finejobs.store import NOTIFY_CHANNEL, MaintenanceResult, Outcome, libpq_url, mask_url
+from finejobs.store import MaintenanceResult, Notifications, Outcome
 
 if TYPE_CHECKING:
     from finejobs.worker import Running, Worker
@@ -219,42 +218,27 @@ class Listener(Service):
         super().__init__(worker, interval=0.0)  # run_once itself blocks while it waits for notifications
         self.listen_timeout = 0.5
         self.wake = wake
-        self._conn: psycopg.Connection[Any] | None = None
+        self._notes: Notifications | None = None
 
     def run_once(self, now: datetime) -> int:
-        if self._conn is None or self._conn.closed:
-            try:
-                self._conn = psycopg.connect(libpq_url(self.worker.store.url), autocommit=True,
-                                             connect_timeout=10)
-                self._conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-            except psycopg.OperationalError as exc:
-                self._conn = None
-                raise DatabaseUnavailable(f"listener cannot connect to {mask_url(self.worker.store.url)}: "
-                                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc}"
-                                          ) from exc
+        if self._notes is None or self._notes.closed:
+            self._notes = self.worker.store.listen()
             self.wake("*")  # anything enqueued while we were not listening
-        count = 0
-        try:
-            for note in self._conn.notifies(timeout=self.listen_timeout):
-                self.wake(note.payload)
-                count += 1
-                if self._stop.is_set():
-                    break
-        except psycopg.OperationalError as exc:
-            self._close()
-            raise DatabaseUnavailable(f"listener lost its connection: {exc}") from exc
-        return count
+        payloads = self._notes.wait(self.listen_timeout, stop=self._stop.is_set)
+        for payload in payloads:
+            self.wake(payload)
+        return len(payloads)
 
     def _loop(self) -> None:
         super()._loop()
         self._close()
 
     def _close(self) -> None:
-        if self._conn is not None:
+        if self._notes is not None:
             try:
-                self._conn.close()
+                self._notes.close()
             finally:
-                self._conn = None
+                self._notes = None
 
 
 def describe_running(runs: list[Running]) -> str:

@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,7 +38,8 @@ from finejobs.errors import (
     SchemaError,
 )
 from finejobs.jobs import FINAL_STATES, AttemptError, Job, JobState, Undecodable
-from finejobs.sharding import mask_passwords, password_forms, validate_partition_shard, validate_shard_name
+from finejobs.masking import mask_passwords, password_forms
+from finejobs.sharding import validate_partition_shard, validate_shard_name
 
 NOTIFY_CHANNEL = "finejobs"
 UNFINISHED_STORED = ("available", "running")
@@ -208,10 +209,18 @@ class MaintenanceResult:
 
 
 def normalize_url(url: str) -> str:
-    """Accept ``postgresql://`` / ``postgres://`` URLs and select the psycopg 3 driver."""
+    """Accept ``postgresql://`` / ``postgres://`` URLs and select the psycopg 3 driver.
+
+    A user-info part with an unencoded ``@`` (``u:p@ss@host``) is refused: libpq and SQLAlchemy would take
+    ``ss@host`` for the host and print that part of the password in their connection errors."""
     for prefix in ("postgresql+psycopg://", "postgresql://", "postgres://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            rest = url[len(prefix):]
+            if rest.partition("?")[0].rpartition("/")[0].count("@") > 1 or (
+                    "/" not in rest.partition("?")[0] and rest.partition("?")[0].count("@") > 1):
+                raise ConfigurationError(f"invalid database URL {mask_url(url)!r}: the user name or password holds "
+                                         "an unencoded '@': write it as %40")
+            return "postgresql+psycopg://" + rest
     raise ConfigurationError(f"not a PostgreSQL URL: {mask_url(url)!r} (expected postgresql://...)")
 
 
@@ -222,12 +231,12 @@ def libpq_url(url: str) -> str:
 
 def mask_url(url: str) -> str:
     """Hide the passwords in a database URL, a libpq conninfo string or a message holding either: for logs and
-    error messages (see finejobs.sharding.mask_passwords: user-info, query string, conninfo)."""
+    error messages (see finejobs.masking.mask_passwords: user-info, query string, conninfo)."""
     return mask_passwords(url)
 
 
 def url_secrets(url: str) -> set[str]:
-    """Every form of every password in ``url``, as :func:`mask_url` finds them (finejobs.sharding.password_forms),
+    """Every form of every password in ``url``, as :func:`mask_url` finds them (finejobs.masking.password_forms),
     also as SQLAlchemy renders the URL again (JobStore.url: its own percent-encoding, which libpq errors may
     quote): for scrubbing them from text that does not show the URL itself."""
     found = password_forms(url)
@@ -889,6 +898,15 @@ class JobStore:
     @property
     def url(self) -> str:
         return self.engine.url.render_as_string(hide_password=False).replace("+psycopg", "", 1)
+
+    def listen(self) -> Notifications:
+        """A LISTEN connection to this database (see Notifications)."""
+        u = self.engine.url
+        parts: dict[str, Any] = {key: str(value) for key, value in u.query.items()}  # sslmode, password, ...
+        given = {"host": u.host, "port": u.port, "dbname": u.database, "user": u.username, "password": u.password}
+        parts.update({key: value for key, value in given.items() if value is not None})
+        conninfo = psycopg.conninfo.make_conninfo("", **parts)
+        return Notifications(conninfo, self.url)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -1586,6 +1604,39 @@ def connection_database_id(conn: UserConnection) -> str:
     if known is None:
         known = _connection_ids[driver] = str(_run(conn, _DATABASE_ID, {})[0]["id"])
     return known
+
+
+class Notifications:
+    """A connection of its own that LISTENs on finejobs' channel (enqueue and pause notifications): the
+    worker's wake-up hint. Connection failures raise DatabaseUnavailable; ``close()`` ends it."""
+
+    def __init__(self, conninfo: str, url: str) -> None:
+        self._url = url
+        try:
+            self._conn: psycopg.Connection[Any] = psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
+            self._conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(f"cannot listen on {mask_url(url)}: {_first_line(exc)}") from exc
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._conn.closed)
+
+    def wait(self, timeout: float, *, stop: Callable[[], bool] = lambda: False) -> list[str]:
+        """The payloads of the notifications that arrive within ``timeout`` seconds."""
+        found = []
+        try:
+            for note in self._conn.notifies(timeout=timeout):
+                found.append(note.payload)
+                if stop():
+                    break
+        except psycopg.OperationalError as exc:
+            self.close()
+            raise DatabaseUnavailable(f"the listening connection was lost: {_first_line(exc)}") from exc
+        return found
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 def _fetch_all(cur: psycopg.Cursor[dict[str, Any]]) -> list[dict[str, Any]]:

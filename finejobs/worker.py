@@ -34,7 +34,15 @@ from finejobs import outcomes
 from finejobs.clock import Clock
 from finejobs.errors import ConfigurationError, DatabaseUnavailable, FinejobsError
 from finejobs.jobs import Job, JobContext, JobState
-from finejobs.limits import log_safe
+from finejobs.limits import (
+    MAX_CONCURRENCY,
+    MAX_WORKER_GRACE,
+    MAX_WORKER_LEASE,
+    MAX_WORKER_POLL,
+    check_duration,
+    check_int,
+    log_safe,
+)
 from finejobs.queue import JobKind, Queue
 from finejobs.scheduler import Scheduler
 from finejobs.services import (
@@ -107,8 +115,18 @@ class Worker:
         schedule_interval: float = 1.0,
         run_scheduler: bool = True,
     ) -> None:
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
+        check_int("concurrency", concurrency, 1, MAX_CONCURRENCY)
+        check_int("claim_batch", claim_batch, 1, MAX_CONCURRENCY)
+        lease = check_duration("lease", lease, most=MAX_WORKER_LEASE) or lease
+        check_duration("poll_interval", poll_interval, most=MAX_WORKER_POLL)
+        for name, value, most in (("heartbeat_interval", heartbeat_interval, MAX_WORKER_POLL),
+                                  ("flush_interval", flush_interval, MAX_WORKER_POLL),
+                                  ("maintenance_interval", maintenance_interval, MAX_WORKER_POLL),
+                                  ("schedule_interval", schedule_interval, MAX_WORKER_POLL),
+                                  ("shard_refresh_interval", shard_refresh_interval, MAX_WORKER_POLL),
+                                  ("claim_cooldown", claim_cooldown, MAX_WORKER_POLL)):
+            check_duration(name, value, strict=False, most=most)  # 0: every round
+        check_duration("shutdown_grace", shutdown_grace, strict=False, most=MAX_WORKER_GRACE)
         self.queue = queue
         if isinstance(shards, str):
             raise TypeError("shards must be a list of shard names or globs, not a single string")

@@ -340,8 +340,6 @@ def test_worker_with_a_space_in_the_password_prints_none(own: list[str], tmp_pat
     assert_no_password(output, "worker, a space in the password")
 
 
-@pytest.mark.xfail(strict=True, reason="services.py: the listener connects with libpq_url(store.url), where "
-                   "SQLAlchemy renders the password's space raw; psycopg refuses it and the worker stops")
 def test_worker_with_a_space_in_the_password_runs(own: list[str], tmp_path: Path) -> None:
     code, output = run_worker_briefly(tmp_path, with_password(own[0], "Zq7%20Kx8"))
     assert code == 0 and "died" not in output, output
