@@ -201,6 +201,45 @@ class Job:
 
 
 @dataclass(frozen=True)
+class NewJob:
+    """A validated job, ready to insert."""
+
+    kind: str
+    payload: dict[str, Any]
+    payload_json: str
+    shard: str
+    priority: int
+    run_at: datetime
+    expires_at: datetime | None
+    max_attempts: int
+    unique_key: str | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one attempt ended, to be written by ``job_complete_many``.
+
+    ``state`` is the stored state to move to ("available" for a retry, a snooze or a release).
+    ``uncount`` is 1 when the attempt must not count (snooze, release of an unstarted job).
+    """
+
+    job_id: int
+    attempt: int
+    state: str
+    finished_at: datetime | None = None
+    run_at: datetime | None = None
+    error: AttemptError | None = None
+    uncount: int = 0
+    result: str | None = None  # 'idle' (the handler returned finejobs.Idle) or 'timeout'
+    # The job's claim count when this worker claimed it: a fencing token that, unlike the attempt, is never
+    # given back (a Snooze or a release returns the attempt, so attempt + owner alone could match a later
+    # claim of the same job by the same worker). None: guard by attempt and owner only.
+    claims: int | None = None
+    # The job's shard: the write then touches that shard's partition only. None: look in every partition.
+    shard: str | None = None
+
+
+@dataclass(frozen=True)
 class Undecodable:
     """What finejobs' lenient loaders give for a column value they cannot turn into Python (a timestamp past
     year 9999, JSON nested past Python's recursion limit): Job.from_row then marks the row defective."""

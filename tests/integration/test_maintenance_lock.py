@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 
 from finejobs import JobState, Queue
-from finejobs.store import _LOCK_RESCUE
+from finejobs.store.tables import _LOCK_RESCUE
 from finejobs.testing import FakeClock
 
 

@@ -20,16 +20,9 @@ import finejobs
 from finejobs import FinejobsError, Job, JobKind, JobState, Queue
 from finejobs.outcomes import succeeded
 from finejobs.sharding import partition_name
-from finejobs.store import (
-    _CLAIM,
-    _COMPLETE_IN_SHARD,
-    _EXPIRE_OVERDUE,
-    _PRUNE,
-    _RESCUE_EXPIRED_LEASES,
-    DEFAULT_PARTITION,
-    _compiled_for_psycopg,
-    libpq_url,
-)
+from finejobs.store import DEFAULT_PARTITION, libpq_url
+from finejobs.store._base import _compiled_for_psycopg
+from finejobs.store.hot import _CLAIM, _COMPLETE_IN_SHARD, _EXPIRE_OVERDUE, _PRUNE, _RESCUE_EXPIRED_LEASES
 from finejobs.testing import FakeClock
 
 SECOND = timedelta(seconds=1)

@@ -1,0 +1,128 @@
+"""The tables finejobs owns, declared with SQLAlchemy Core (a test compares them with the migrated schema),
+and the constants the statements share.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+
+NOTIFY_CHANNEL = "finejobs"
+
+
+UNFINISHED_STORED = ("available", "running")
+
+
+metadata = sa.MetaData()
+
+
+jobs_table = sa.Table(
+    "finejobs_jobs",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    # 0004: the table is LIST-partitioned by shard, and the primary key is (id, shard).
+    sa.Column("shard", sa.Text, nullable=False, server_default="default", primary_key=True),
+    sa.Column("payload", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("state", sa.Text, nullable=False, server_default="available"),
+    sa.Column("priority", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("run_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("expires_at", sa.DateTime(timezone=True)),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_attempts", sa.Integer, nullable=False, server_default="3"),
+    sa.Column("unique_key", sa.Text),
+    sa.Column("lease_owner", sa.Text),
+    sa.Column("lease_expires_at", sa.DateTime(timezone=True)),
+    sa.Column("errors", pg.JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    # 0002 (schedules): the tick a job was made for, and what its handler said ('idle', 'timeout').
+    sa.Column("schedule_id", sa.BigInteger),
+    sa.Column("fire_at", sa.DateTime(timezone=True)),
+    sa.Column("result", sa.Text),
+    # 0003: claims so far, never given back (the fencing token of completions).
+    sa.Column("claims", sa.Integer, nullable=False, server_default="0"),
+    # 0004: "<database>/<id>" of the job this one was moved from (finejobs shards move).
+    sa.Column("moved_from", sa.Text),
+)
+
+
+shard_moves_table = sa.Table(
+    # 0004: the outbox of `finejobs shards move` in the source database (see the migration).
+    "finejobs_shard_moves",
+    metadata,
+    sa.Column("job_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("shard", sa.Text, nullable=False),
+    sa.Column("target", sa.Text, nullable=False),
+    sa.Column("job", pg.JSONB, nullable=False),
+    sa.Column("moved_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+
+migrations_table = sa.Table(
+    "finejobs_migrations",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+
+# Advisory-lock keys (arbitrary constants, one per exclusive activity).
+_LOCK_MIGRATE = 0x66696E656A6F6201
+
+
+_LOCK_RESCUE = 0x66696E656A6F6202
+
+
+_LOCK_EXPIRE = 0x66696E656A6F6203
+
+
+_LOCK_PRUNE = 0x66696E656A6F6204
+
+
+_LOCK_SHARDS = 0x66696E656A6F6205
+
+
+# Per-shard maintenance takes the two-key form pg_try_advisory_xact_lock(activity, shard_lock_key(shard)).
+_SHARD_LOCK_RESCUE, _SHARD_LOCK_EXPIRE, _SHARD_LOCK_PRUNE = 0x666A0001, 0x666A0002, 0x666A0003
+
+
+DEFAULT_PARTITION = "finejobs_jobs_other"
+
+
+schedules_table = sa.Table(
+    "finejobs_schedules",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("payload", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("shard", sa.Text, nullable=False, server_default="default"),
+    sa.Column("priority", sa.SmallInteger, nullable=False, server_default="0"),
+    sa.Column("max_attempts", sa.Integer, nullable=False, server_default="3"),
+    sa.Column("rule", pg.JSONB, nullable=False),
+    sa.Column("timezone", sa.Text, nullable=False, server_default="UTC"),
+    sa.Column("start_at", sa.DateTime(timezone=True)),
+    sa.Column("end_at", sa.DateTime(timezone=True)),
+    sa.Column("paused", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("misfire", sa.Text, nullable=False, server_default="coalesce"),
+    sa.Column("misfire_limit", sa.Integer, nullable=False, server_default="100"),
+    sa.Column("misfire_grace", sa.Interval, nullable=False, server_default=sa.text("'60 seconds'")),
+    sa.Column("overlap", sa.Text, nullable=False, server_default="skip"),
+    sa.Column("expires_in", sa.Interval),
+    sa.Column("next_fire_at", sa.DateTime(timezone=True)),
+    sa.Column("last_fire_at", sa.DateTime(timezone=True)),
+    sa.Column("last_job_id", sa.BigInteger),
+    sa.Column("runs", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("skipped", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text),
+    sa.Column("source", sa.Text, nullable=False, server_default="runtime"),
+    sa.Column("version", sa.BigInteger, nullable=False, server_default="1"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    # 0005: the ticks that made a run (run-now runs aside): what a rule's COUNT counts.
+    sa.Column("fired", sa.BigInteger, nullable=False, server_default="0"),
+)
