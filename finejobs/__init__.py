@@ -1,5 +1,6 @@
 """finejobs: fine-grained, durable background jobs on PostgreSQL. One work item, one job."""
 
+from finejobs._version import __version__
 from finejobs.errors import (
     Cancel,
     ConfigurationError,
@@ -14,19 +15,18 @@ from finejobs.errors import (
     UnknownKindError,
 )
 from finejobs.jobs import AttemptError, Job, JobContext, JobState
+from finejobs.kinds import JobKind, JobSpec
 from finejobs.outcomes import Idle
-from finejobs.queue import JobKind, JobSpec, Queue
+from finejobs.queue import Queue
 from finejobs.retry import Retry
+from finejobs.runtime.worker import Worker, WorkerCrashed
+from finejobs.runtime.worker_group import WorkerGroup
 from finejobs.schedule_ops import Schedule, ScheduleRun
 from finejobs.scheduler import ScheduleNotFound, ScheduleSpec
 from finejobs.schedules import Adaptive, Cron, DailyAt, Every, Once, RRule, Rule
 from finejobs.shard_move import MoveReport, move_shard
 from finejobs.sharding import ByField, ByHash, ShardMap, ShardRule, hash_bucket
 from finejobs.store import ShardInfo, Stats
-from finejobs.worker import Worker, WorkerCrashed
-from finejobs.worker_group import WorkerGroup
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Adaptive",

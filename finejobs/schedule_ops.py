@@ -26,7 +26,8 @@ from finejobs.schedules import Adaptive, Rule, first_fire, next_fire, runs_left
 from finejobs.store import ScheduleRow, ScheduleRunRow
 
 if TYPE_CHECKING:
-    from finejobs.queue import JobKind, Queue
+    from finejobs.kinds import JobKind
+    from finejobs.queue import Queue
 
 SORT_KEYS = ("name", "kind", "next", "last", "status", "runs", "rule")
 _CAS_TRIES = 5

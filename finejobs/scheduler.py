@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from finejobs import limits
 from finejobs._wallclock import aware
-from finejobs.errors import DatabaseUnavailable, FinejobsError, InvalidJobOptions, PayloadError
+from finejobs.errors import FinejobsError, InvalidJobOptions, PayloadError
 from finejobs.limits import (
     MAX_ATTEMPTS,
     MAX_DURATION,
@@ -49,13 +49,12 @@ from finejobs.schedules import (
     rule_from_spec,
     runs_left,
 )
-from finejobs.services import Service
 from finejobs.sharding import DEFAULT_SHARD, validate_shard_name
 from finejobs.store import NewJob, ScheduleRow
 
 if TYPE_CHECKING:
-    from finejobs.queue import JobKind, Queue
-    from finejobs.worker import Worker
+    from finejobs.kinds import JobKind
+    from finejobs.queue import Queue
 
 log = logging.getLogger("finejobs.scheduler")
 
@@ -116,7 +115,7 @@ def make_spec(queue: Queue | None, name: str, kind: str | JobKind[Any, Any], rul
 
     Every refusal is a FinejobsError naming the option (InvalidJobOptions, PayloadError), raised before
     anything is written; the limits are finejobs.limits' (see docs/guarantees.md)."""
-    from finejobs.queue import JobKind
+    from finejobs.kinds import JobKind
 
     check_text("name", name, max_chars=_NAME_LIMIT)
     if not name.strip():
@@ -292,78 +291,6 @@ def job_for(row: ScheduleRow, rule: Rule, fire_at: datetime, now: datetime, *, l
     return NewJob(kind=row.kind, payload=dict(row.payload), payload_json="", shard=row.shard,
                   priority=row.priority, run_at=fire_at, expires_at=expires_at, max_attempts=row.max_attempts,
                   unique_key=None)
-
-
-class Scheduler(Service):
-    """Turns due ticks into jobs; re-arms adaptive schedules whose run has finished."""
-
-    name = "scheduler"
-
-    def __init__(self, worker: Worker, interval: float, batch: int = 100) -> None:
-        super().__init__(worker, interval)
-        self.batch = batch
-
-    def declare(self) -> list[str]:
-        """Upsert the schedules declared in code whose shard lives in this worker's database (a schedule
-        lives in its shard's database, so its ticks' jobs do); returns the names whose row changed."""
-        return declare_all(self.worker.queue, now=self.worker.clock(), database=self.worker.database)
-
-    def run_once(self, now: datetime) -> int:
-        """One pass; returns how many jobs it created."""
-        store = self.worker.store
-        created = 0
-        for row in store.schedule_due(now=now, limit=self.batch):
-            created += self._guarded(row, now, self._fire)
-        for row in store.schedule_waiting(now=now):
-            self._guarded(row, now, self._rearm)
-        return created
-
-    def _guarded(self, row: ScheduleRow, now: datetime, step: Any) -> int:
-        """Run one schedule's step; a broken schedule is marked failed, never the worker's death."""
-        try:
-            return int(step(row, now))
-        except DatabaseUnavailable:
-            raise
-        except Exception as exc:
-            message = f"{type(exc).__name__}: {exc}"
-            log.error("schedule %r: %s; it stays stopped until it is updated", row.name, message)
-            self.worker.store.schedule_update(schedule_id=row.id, version=row.version,
-                                              values={"last_error": message, "next_fire_at": None}, now=now)
-            return 0
-
-    def _fire(self, row: ScheduleRow, now: datetime) -> int:
-        rule = rule_for(row.rule)
-        decided = plan(row, rule, now)
-        if decided is None:
-            return 0
-        left = runs_left(rule, row.fired)
-        jobs = [(job_for(row, rule, fire, now, last=left is not None and i + 1 == left), fire)
-                for i, fire in enumerate(decided.fires)]
-        ids = self.worker.store.schedule_fire(schedule_id=row.id, version=row.version, expected=row.next_fire_at,
-                                              next_fire_at=decided.next_fire_at, jobs=jobs,
-                                              skipped=decided.skipped, fired=len(jobs), now=now)
-        if ids is None:
-            log.debug("schedule %r: another scheduler fired it first", row.name)
-            return 0
-        if decided.skipped:
-            log.info("schedule %r: skipped %d tick(s) (misfire=%s overlap=%s)", row.name, decided.skipped,
-                     row.misfire, row.overlap)
-        for job_id, fire in zip(ids, decided.fires, strict=False):
-            log.info("schedule %r: tick %s -> job %d %s", row.name, fire.isoformat(), job_id, row.kind)
-        return len(ids)
-
-    def _rearm(self, row: ScheduleRow, now: datetime) -> int:
-        rule = rule_for(row.rule)
-        if not isinstance(rule, Adaptive):
-            return 0
-        outcome = outcome_of(row.last_state, row.last_result) or "success"
-        upcoming = rule.next_after_outcome(row.last_finished_at or now, outcome)
-        if upcoming is None or (row.end_at is not None and upcoming > row.end_at):
-            return 0
-        self.worker.store.schedule_update(schedule_id=row.id, version=row.version,
-                                          values={"next_fire_at": upcoming}, now=now)
-        log.info("schedule %r: last run %s, next run at %s", row.name, outcome, upcoming.isoformat())
-        return 0
 
 
 def declare_all(queue: Queue, *, now: datetime, database: str | None = None) -> list[str]:

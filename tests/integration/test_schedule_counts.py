@@ -12,9 +12,9 @@ import pytest
 import finejobs
 from finejobs import Adaptive, Every, InvalidJobOptions, PayloadError, Queue, RRule
 from finejobs.limits import MAX_TIME
-from finejobs.scheduler import Scheduler
+from finejobs.runtime.scheduler import Scheduler
 from finejobs.testing import FakeClock
-from finejobs.worker import Worker
+from finejobs.runtime.worker import Worker
 
 DB = psycopg.Connection[tuple[Any, ...]]
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)  # the FakeClock's start (tests/conftest.py)

@@ -13,7 +13,7 @@ import pytest
 
 import finejobs
 from finejobs import Adaptive, Cron, Every, Idle, Once, Queue
-from finejobs.scheduler import Scheduler
+from finejobs.runtime.scheduler import Scheduler
 from finejobs.testing import FakeClock
 
 DB = psycopg.Connection[tuple[Any, ...]]

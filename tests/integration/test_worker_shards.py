@@ -18,7 +18,7 @@ import pytest
 from finejobs import JobKind, JobState, Queue
 from finejobs.store import libpq_url
 from finejobs.testing import FakeClock
-from finejobs.worker import Worker
+from finejobs.runtime.worker import Worker
 
 DB = psycopg.Connection[tuple[Any, ...]]
 LEASE = timedelta(seconds=30)

@@ -9,6 +9,8 @@ worker, which stops loudly.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -18,12 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import tenacity
 
+from finejobs._version import __version__
 from finejobs.errors import DatabaseUnavailable
 from finejobs.jobs import Job, JobState
 from finejobs.store import MaintenanceResult, Notifications, Outcome
 
 if TYPE_CHECKING:
-    from finejobs.worker import Running, Worker
+    from finejobs.runtime.executing import Running
+    from finejobs.runtime.worker import Worker
 
 log = logging.getLogger("finejobs.worker")
 
@@ -179,6 +183,34 @@ class Watchdog(Service):
 
     def run_once(self, now: datetime) -> list[int]:
         return self.worker.enforce_timeouts(time.monotonic())
+
+
+REGISTRY_INTERVAL = 5.0  # seconds between a worker's refreshes of its registry row
+REGISTRY_FORGET = timedelta(hours=1)  # rows not refreshed for this long are deleted
+
+
+class Registry(Service):
+    """Keeps this worker's row in the worker registry (for people: ``finejobs workers``, the console) and
+    forgets rows of workers long gone. Nothing depends on it for correctness: rescue works from leases."""
+
+    name = "registry"
+
+    def run_once(self, now: datetime) -> None:
+        worker = self.worker
+        worker.store.worker_upsert(values={
+            "id": worker.worker_id, "host": socket.gethostname(), "pid": os.getpid(), "version": __version__,
+            "database": worker.database, "shards": worker.shards, "kinds": worker.kinds,
+            "concurrency": worker.concurrency, "started_at": worker.started_at or now, "seen_at": now,
+            "in_flight": worker.in_flight(), "counters": dict(worker.stats), "info": {},
+        })
+        worker.store.worker_prune(before=now - REGISTRY_FORGET)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
+        try:
+            self.worker.store.worker_delete(worker_id=self.worker.worker_id)  # a clean stop: gone at once
+        except DatabaseUnavailable as exc:
+            log.warning("registry: could not delete this worker's row (%s); it will show as gone", exc)
 
 
 class Maintenance(Service):

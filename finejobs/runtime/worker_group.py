@@ -13,7 +13,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from finejobs.worker import Worker, WorkerCrashed, install_stop_signals
+from finejobs.runtime.worker import Worker, WorkerCrashed, install_stop_signals
 
 if TYPE_CHECKING:
     from finejobs.queue import Queue

@@ -12,7 +12,6 @@ No transaction is open while a handler runs: the claim commits first, the outcom
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import os
 import random
@@ -21,19 +20,15 @@ import socket
 import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from fnmatch import fnmatchcase
 from types import FrameType
-from typing import Any
 
 from finejobs import outcomes
 from finejobs.clock import Clock
 from finejobs.errors import ConfigurationError, DatabaseUnavailable, FinejobsError
-from finejobs.jobs import Job, JobContext, JobState
+from finejobs.jobs import Job, JobState
 from finejobs.limits import (
     MAX_CONCURRENCY,
     MAX_WORKER_GRACE,
@@ -43,18 +38,22 @@ from finejobs.limits import (
     check_int,
     log_safe,
 )
-from finejobs.queue import JobKind, Queue
-from finejobs.scheduler import Scheduler
-from finejobs.services import (
+from finejobs.queue import Queue
+from finejobs.runtime.claiming import Claiming, PauseCache
+from finejobs.runtime.executing import Executing, Running
+from finejobs.runtime.scheduler import Scheduler
+from finejobs.runtime.services import (
+    REGISTRY_INTERVAL,
     Completer,
     Heartbeat,
     Listener,
     Maintenance,
+    Registry,
     Watchdog,
     backoff_seconds,
     describe_running,
 )
-from finejobs.sharding import is_glob, match_shards, validate_shard_pattern
+from finejobs.sharding import is_glob, validate_shard_pattern
 from finejobs.store import JobStore, Outcome
 
 log = logging.getLogger("finejobs.worker")
@@ -71,19 +70,7 @@ class WorkerCrashed(FinejobsError):
     """A worker service died; the worker stopped."""
 
 
-@dataclass
-class Running:
-    """A job this worker claimed, from claim until its outcome is settled."""
-
-    job: Job
-    kind: JobKind[Any, Any]
-    context: JobContext
-    started: float = field(default_factory=time.monotonic)
-    settled: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-class Worker:
+class Worker(Claiming, Executing):
     """Claims and runs jobs of its queue's kinds from the chosen shards (all shards by default).
 
     ``shards`` are names or globs (``district-*``): a glob is matched against the shards that exist (those
@@ -114,6 +101,7 @@ class Worker:
         listen: bool = True,
         schedule_interval: float = 1.0,
         run_scheduler: bool = True,
+        register: bool = True,
     ) -> None:
         check_int("concurrency", concurrency, 1, MAX_CONCURRENCY)
         check_int("claim_batch", claim_batch, 1, MAX_CONCURRENCY)
@@ -154,6 +142,9 @@ class Worker:
         self.maintenance = Maintenance(self, maintenance_interval, dict(retention or DEFAULT_RETENTION))
         self.listener = Listener(self, self._notified) if listen else None
         self.scheduler = Scheduler(self, schedule_interval) if run_scheduler else None
+        self.registry = Registry(self, REGISTRY_INTERVAL) if register else None
+        self.pauses = PauseCache()
+        self.started_at: datetime | None = None
         self._running: dict[int, Running] = {}
         self._held: dict[int, int] = {}  # job id -> attempt, until its outcome is written
         self._state_lock = threading.Condition()
@@ -261,6 +252,7 @@ class Worker:
         """
         if self.shards is None or self._globs:
             self._pending_shards = None  # "what is due now": look at every shard afresh
+        self.pauses.invalidate()  # ... and at the control table as it is now
         jobs = self._claim(self.concurrency)
         for job in jobs:
             run = self._launch_record(job)
@@ -306,165 +298,13 @@ class Worker:
                         lambda: self._stopping.is_set() or self._free_slots() >= self._refill_at,
                         timeout=self.claim_cooldown)
 
-    def _claim(self, limit: int) -> list[Job]:
-        """Claim up to ``limit`` jobs from the shards served.
-
-        Fair across shards: each shard first gets an equal share of the free slots (one statement for all
-        of them), and only then do shards with more waiting take the slots others left; the starting shard
-        rotates every round (with more shards than free slots, the next ones get the next round), so a
-        shard with a backlog of 100k jobs cannot starve one with 10.
-        """
-        shards = self._shards_to_claim()
-        if not shards:
-            self._last_round_claimed = False
-            return []
-        start = self._rotation % len(shards)
-        order = (shards[start:] + shards[:start])[:limit]
-        self._rotation += len(order) if len(order) < len(shards) else 1
-        share = limit // len(order)
-        now = self.clock()
-        claimed = self.store.job_claim_shards(owner=self.worker_id, shards=order, kinds=self.kinds, share=share,
-                                              lease=self.lease, now=now)
-        taken = Counter(job.shard for job in claimed)
-        more = [shard for shard in order if taken[shard] == share]  # they may have more waiting
-        for shard in more:
-            room = limit - len(claimed)
-            if room <= 0:
-                break
-            claimed += self._claim_in(shard, room, now)
-        self._last_round_claimed = bool(claimed)
-        self.stats["claimed"] += len(claimed)
-        return claimed
-
-    def _claim_in(self, shard: str, limit: int, now: datetime) -> list[Job]:
-        return self.store.job_claim(owner=self.worker_id, shard=shard, kinds=self.kinds, limit=limit,
-                                    lease=self.lease, now=now)
-
-    def _shards_to_claim(self) -> list[str]:
-        """The shards to claim from: the names given; or the shards that exist and match the globs, or
-        (serving all) the shards with waiting jobs, looked up again every shard_refresh_interval, after an
-        empty round, and when a notification names a shard not seen yet. Only shards of this database."""
-        if self.shards is not None and not self._globs:
-            if self._pending_shards is None:
-                self._pending_shards = [s for s in self.shards if self.owns(s)]
-            return self._pending_shards
-        now = time.monotonic()
-        if (self._pending_shards is None or not self._last_round_claimed
-                or now >= self._pending_shards_at + self.shard_refresh_interval):
-            if self.shards is None:
-                found = self.store.shard_list_pending()
-            else:
-                found = match_shards(self.shards, self.store.shard_list_known())
-            self._pending_shards = [s for s in found if self.owns(s)]
-            self._pending_shards_at = now
-        return self._pending_shards
+    def in_flight(self) -> int:
+        """How many jobs this worker holds now (claimed, running or with an outcome not yet written)."""
+        with self._state_lock:
+            return len(self._held)
 
     def _free_slots(self) -> int:
         return self.concurrency - len(self._running)
-
-    def _notified(self, shard: str) -> None:
-        if shard != "*" and self.shards is not None and not any(fnmatchcase(shard, s) for s in self.shards):
-            return
-        if (self.shards is None or self._globs) and self._pending_shards is not None \
-                and shard not in self._pending_shards:
-            self._pending_shards = None  # a new shard: look again before the next claim
-        self._wake.set()
-
-    # ---------------------------------------------------------------- the executor
-
-    def _launch_record(self, job: Job) -> Running | None:
-        """Track a claimed job; None if it must not run (it expired meanwhile), its outcome then settled."""
-        with self._state_lock:
-            self._held[job.id] = job.attempt
-        now = self.clock()
-        if job.expires_at is not None and job.expires_at <= now:
-            self.completer.add(outcomes.expired_unstarted(job, now=now), job, 0.0, None)
-            return None
-        kind = self.queue.kinds.get(job.kind)
-        if job.defect is not None or kind is None:
-            why = job.defect or f"no handler for kind {job.kind!r} in this worker"
-            log.error("job %d: cannot be run, failing it: %s", job.id, log_safe(why))
-            self.completer.add(outcomes.unrunnable(job, why, now=now, worker=self.worker_id), job, 0.0, None)
-            return None
-        run = Running(job=job, kind=kind, context=JobContext(job, self.worker_id))
-        with self._state_lock:
-            self._running[job.id] = run
-        return run
-
-    def _launch(self, job: Job) -> None:
-        run = self._launch_record(job)
-        if run is None:
-            return
-        if self._stopping.is_set():
-            self._settle(run, outcomes.released(job, now=self.clock()), None)
-            self._finish(run)
-        elif run.kind.is_async:
-            assert self._loop is not None
-            asyncio.run_coroutine_threadsafe(self._execute_async(run), self._loop)
-        else:
-            assert self._pool is not None
-            self._pool.submit(self._execute, run)
-
-    def _call_args(self, run: Running) -> tuple[Any, ...]:
-        try:
-            payload = run.kind.parse(run.job.payload)
-        except Exception as exc:  # a stored payload the kind's model no longer accepts: retrying cannot help
-            raise outcomes.Unrunnable(f"its payload does not fit the kind's model: {outcomes.describe(exc)}") from exc
-        return (payload, run.context) if run.kind.takes_context else (payload,)
-
-    def _execute(self, run: Running) -> None:
-        try:
-            result = run.kind.handler(*self._call_args(run))
-            if inspect.isawaitable(result):  # a sync wrapper around a coroutine function, without __wrapped__
-                _close(result)
-                raise TypeError(f"the handler of {run.kind.name!r} returned an awaitable without running it: "
-                                "declare it `async def`, or wrap it with functools.wraps")
-        except BaseException as exc:  # SystemExit and KeyboardInterrupt in a handler fail that job only
-            self._settle_error(run, exc)
-        else:
-            self._settle(run, outcomes.succeeded(run.job, now=self.clock(), result=result), None)
-        finally:
-            self._finish(run)
-
-    async def _execute_async(self, run: Running) -> None:
-        timeout = run.kind.timeout.total_seconds() if run.kind.timeout else None
-        try:
-            result = await asyncio.wait_for(run.kind.handler(*self._call_args(run)), timeout)
-        except TimeoutError:
-            assert run.kind.timeout is not None
-            self._settle_error(run, outcomes.HandlerTimeout(run.kind.timeout))
-        except BaseException as exc:
-            self._settle_error(run, exc)
-        else:
-            self._settle(run, outcomes.succeeded(run.job, now=self.clock(), result=result), None)
-        finally:
-            self._finish(run)
-
-    def _settle_error(self, run: Running, exc: BaseException) -> None:
-        """Settle a failed attempt. Nothing about the error can strand the job: if even its outcome cannot be
-        computed, the job fails with a record of why."""
-        try:
-            outcome = outcomes.failed(run.job, exc, retry=run.kind.retry, now=self.clock(), worker=self.worker_id)
-        except BaseException as broken:
-            log.error("job %d %s: the outcome of its error could not be computed (%s); failing it",
-                      run.job.id, run.job.kind, outcomes.describe(broken))
-            outcome = outcomes.unrunnable(run.job, f"its error could not be recorded: {outcomes.describe(broken)}",
-                                          now=self.clock(), worker=self.worker_id)
-        self._settle(run, outcome, exc)
-
-    def _settle(self, run: Running, outcome: Outcome, error: BaseException | None) -> None:
-        """Hand the first outcome of a run to the completer; later ones (after a timeout) are dropped."""
-        with run.lock:
-            if run.settled:
-                return
-            run.settled = True
-        self.completer.add(outcome, run.job, time.monotonic() - run.started, error)
-
-    def _finish(self, run: Running) -> None:
-        with self._state_lock:
-            if self._running.get(run.job.id) is run:  # not a later claim of the same job by this worker
-                del self._running[run.job.id]
-            self._state_lock.notify_all()
 
     # ---------------------------------------------------------------- called by the services
 
@@ -531,6 +371,9 @@ class Worker:
             services.append(self.listener)
         if self.scheduler is not None:
             services.append(self.scheduler)
+        if self.registry is not None:
+            services.append(self.registry)
+        self.started_at = self.clock()
         for service in services:
             service.start()
 
@@ -546,7 +389,8 @@ class Worker:
         if left:
             self._release(left)
         self.completer.stop()
-        for service in (self.heartbeat, self.watchdog, self.maintenance, self.listener, self.scheduler):
+        for service in (self.heartbeat, self.watchdog, self.maintenance, self.listener, self.scheduler,
+                        self.registry):
             if service is not None:
                 service.stop()
         if self._pool is not None:
@@ -591,12 +435,6 @@ def install_stop_signals(*, stopping: threading.Event, stop: Callable[[], None])
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
-
-
-def _close(awaitable: object) -> None:
-    close = getattr(awaitable, "close", None)
-    if callable(close):
-        close()
 
 
 def _label(outcome: Outcome) -> str:

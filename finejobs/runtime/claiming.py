@@ -1,0 +1,174 @@
+"""How a worker chooses what to claim: the shards it serves (names, globs, or every shard with work),
+fair shares across them, and the pauses of the control table (a paused kind, shard, or kind within a
+shard is left alone by every claim; running jobs finish).
+
+The pauses are read from the store at most every ``PAUSE_REFRESH`` seconds, and at once when a NOTIFY says
+they changed, so a pause reaches every worker of every process within about a second.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING
+
+from finejobs.jobs import Job
+from finejobs.sharding import match_shards
+from finejobs.store import JobStore, PauseRow
+
+if TYPE_CHECKING:
+    from finejobs.clock import Clock
+
+PAUSE_REFRESH = 1.0  # seconds between reads of the control table
+PAUSE_NOTICE = "pause"  # the NOTIFY payload that says the pauses changed
+
+
+@dataclass(frozen=True)
+class Pauses:
+    """The pauses in force, as a claim consults them."""
+
+    kinds: frozenset[str]
+    shards: frozenset[str]
+    pairs: frozenset[tuple[str, str]]
+
+    @classmethod
+    def of(cls, rows: Sequence[PauseRow]) -> Pauses:
+        return cls(kinds=frozenset(r.kind for r in rows if r.kind is not None and r.shard is None),
+                   shards=frozenset(r.shard for r in rows if r.shard is not None and r.kind is None),
+                   pairs=frozenset((r.kind, r.shard) for r in rows if r.kind is not None and r.shard is not None))
+
+    def stops(self, kind: str, shard: str) -> bool:
+        return kind in self.kinds or shard in self.shards or (kind, shard) in self.pairs
+
+
+NO_PAUSES = Pauses(frozenset(), frozenset(), frozenset())
+
+
+class PauseCache:
+    """The control table, read again when older than ``refresh`` seconds or when told it changed."""
+
+    def __init__(self, refresh: float = PAUSE_REFRESH) -> None:
+        self.refresh = refresh
+        self._pauses = NO_PAUSES
+        self._read_at: float | None = None
+        self._lock = threading.Lock()
+
+    def current(self, store: JobStore) -> Pauses:
+        with self._lock:
+            read_at = self._read_at
+        if read_at is None or time.monotonic() - read_at >= self.refresh:
+            pauses = Pauses.of(store.pause_list())
+            with self._lock:
+                self._pauses, self._read_at = pauses, time.monotonic()
+        with self._lock:
+            return self._pauses
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._read_at = None
+
+
+class Claiming:
+    """The claim side of a Worker (a mixin: the Worker sets these attributes)."""
+
+    worker_id: str
+    shards: list[str] | None
+    _globs: bool
+    lease: timedelta
+    clock: Clock
+    shard_refresh_interval: float
+    pauses: PauseCache
+    stats: dict[str, int]
+    _pending_shards: list[str] | None
+    _pending_shards_at: float
+    _rotation: int
+    _last_round_claimed: bool
+    _wake: threading.Event
+
+    @property
+    def store(self) -> JobStore:
+        raise NotImplementedError
+
+    @property
+    def kinds(self) -> list[str]:
+        raise NotImplementedError
+
+    def owns(self, shard: str) -> bool:
+        raise NotImplementedError
+
+    def _claim(self, limit: int) -> list[Job]:
+        """Claim up to ``limit`` jobs from the shards served.
+
+        Fair across shards: each shard first gets an equal share of the free slots (one statement for all
+        of them), and only then do shards with more waiting take the slots others left; the starting shard
+        rotates every round (with more shards than free slots, the next ones get the next round), so a
+        shard with a backlog of 100k jobs cannot starve one with 10.
+        """
+        pauses = self.pauses.current(self.store)
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for shard in self._shards_to_claim():
+            allowed = tuple(k for k in self.kinds if not pauses.stops(k, shard))
+            if allowed:
+                groups.setdefault(allowed, []).append(shard)
+        claimed: list[Job] = []
+        for kinds, shards in groups.items():  # one group unless a kind is paused within some shards only
+            if limit - len(claimed) > 0:
+                claimed += self._claim_group(shards, list(kinds), limit - len(claimed))
+        self._last_round_claimed = bool(claimed)
+        self.stats["claimed"] += len(claimed)
+        return claimed
+
+    def _claim_group(self, shards: list[str], kinds: list[str], limit: int) -> list[Job]:
+        """Claim from shards that allow the same kinds: an equal share each, then the leftovers."""
+        start = self._rotation % len(shards)
+        order = (shards[start:] + shards[:start])[:limit]
+        self._rotation += len(order) if len(order) < len(shards) else 1
+        share = limit // len(order)
+        now = self.clock()
+        claimed = self.store.job_claim_shards(owner=self.worker_id, shards=order, kinds=kinds, share=share,
+                                              lease=self.lease, now=now)
+        taken = Counter(job.shard for job in claimed)
+        more = [shard for shard in order if taken[shard] == share]  # they may have more waiting
+        for shard in more:
+            room = limit - len(claimed)
+            if room <= 0:
+                break
+            claimed += self.store.job_claim(owner=self.worker_id, shard=shard, kinds=kinds, limit=room,
+                                            lease=self.lease, now=now)
+        return claimed
+
+    def _shards_to_claim(self) -> list[str]:
+        """The shards to claim from: the names given; or the shards that exist and match the globs, or
+        (serving all) the shards with waiting jobs, looked up again every shard_refresh_interval, after an
+        empty round, and when a notification names a shard not seen yet. Only shards of this database."""
+        if self.shards is not None and not self._globs:
+            if self._pending_shards is None:
+                self._pending_shards = [s for s in self.shards if self.owns(s)]
+            return self._pending_shards
+        now = time.monotonic()
+        if (self._pending_shards is None or not self._last_round_claimed
+                or now >= self._pending_shards_at + self.shard_refresh_interval):
+            if self.shards is None:
+                found = self.store.shard_list_pending()
+            else:
+                found = match_shards(self.shards, self.store.shard_list_known())
+            self._pending_shards = [s for s in found if self.owns(s)]
+            self._pending_shards_at = now
+        return self._pending_shards
+
+    def _notified(self, shard: str) -> None:
+        if shard == PAUSE_NOTICE:  # an operator paused or resumed something: read the control table again
+            self.pauses.invalidate()
+            self._wake.set()
+            return
+        if shard != "*" and self.shards is not None and not any(fnmatchcase(shard, s) for s in self.shards):
+            return
+        if (self.shards is None or self._globs) and self._pending_shards is not None \
+                and shard not in self._pending_shards:
+            self._pending_shards = None  # a new shard: look again before the next claim
+        self._wake.set()
