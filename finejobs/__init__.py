@@ -1,6 +1,7 @@
 """finejobs: fine-grained, durable background jobs on PostgreSQL. One work item, one job."""
 
 from finejobs._version import __version__
+from finejobs.admin import Admin, BulkResult, Count, JobPage, Overview, Pause, WorkerInfo
 from finejobs.errors import (
     Cancel,
     ConfigurationError,
@@ -14,6 +15,7 @@ from finejobs.errors import (
     Snooze,
     UnknownKindError,
 )
+from finejobs.filters import JobFilter
 from finejobs.jobs import AttemptError, Job, JobContext, JobState
 from finejobs.kinds import JobKind, JobSpec
 from finejobs.outcomes import Idle
@@ -30,11 +32,14 @@ from finejobs.store import ShardInfo, Stats
 
 __all__ = [
     "Adaptive",
+    "Admin",
     "AttemptError",
+    "BulkResult",
     "ByField",
     "ByHash",
     "Cancel",
     "ConfigurationError",
+    "Count",
     "Cron",
     "DailyAt",
     "DatabaseUnavailable",
@@ -45,12 +50,16 @@ __all__ = [
     "InvalidJobOptions",
     "Job",
     "JobContext",
+    "JobFilter",
     "JobKind",
     "JobNotFound",
+    "JobPage",
     "JobSpec",
     "JobState",
     "MoveReport",
     "Once",
+    "Overview",
+    "Pause",
     "PayloadError",
     "Queue",
     "RRule",
@@ -70,6 +79,7 @@ __all__ = [
     "Worker",
     "WorkerCrashed",
     "WorkerGroup",
+    "WorkerInfo",
     "__version__",
     "hash_bucket",
     "move_shard",

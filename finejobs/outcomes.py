@@ -8,10 +8,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from finejobs.errors import Cancel, Snooze
-from finejobs.jobs import AttemptError, Job, JobState
+from finejobs.jobs import AttemptError, Job, JobState, Outcome
 from finejobs.limits import MAX_MESSAGE_CHARS, MAX_TRACEBACK_CHARS, cap, clamp_after, log_safe, storable_text
 from finejobs.retry import Retry
-from finejobs.store import Outcome
 
 
 class _IdleType:

@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from finejobs import devdb
+from finejobs import _embedded, devdb
 from finejobs.devdb import EmbeddedPostgres, EmbeddedPostgresNotInstalledError, discover_server_url
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -179,7 +179,7 @@ def test_server_stops_when_parent_is_killed() -> None:
         if child.poll() is None:
             child.kill()
             child.wait()
-    devdb._sweep_stale_temp_roots()  # the next launcher removes the orphaned temp dir
+    _embedded._sweep_stale_temp_roots()  # the next launcher removes the orphaned temp dir
     assert not data_dir.parent.exists()
 
 
@@ -217,7 +217,7 @@ def test_discover_falls_back_to_embedded(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_missing_package_gives_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(devdb.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(_embedded.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(EmbeddedPostgresNotInstalledError, match=r"pip install 'finejobs\[embedded\]'"):
         EmbeddedPostgres()
     assert issubclass(EmbeddedPostgresNotInstalledError, RuntimeError)
