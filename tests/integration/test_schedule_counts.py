@@ -13,8 +13,8 @@ import finejobs
 from finejobs import Adaptive, Every, InvalidJobOptions, PayloadError, Queue, RRule
 from finejobs.limits import MAX_TIME
 from finejobs.runtime.scheduler import Scheduler
-from finejobs.testing import FakeClock
 from finejobs.runtime.worker import Worker
+from finejobs.testing import FakeClock
 
 DB = psycopg.Connection[tuple[Any, ...]]
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)  # the FakeClock's start (tests/conftest.py)

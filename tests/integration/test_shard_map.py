@@ -32,11 +32,11 @@ from finejobs import (
     Worker,
 )
 from finejobs.devdb import create_database, database_url, drop_database
+from finejobs.runtime.worker_group import WorkerGroup
 from finejobs.scheduler import declare_all
 from finejobs.sharding import ShardMap
 from finejobs.store import available_migrations, libpq_url, normalize_url
 from finejobs.testing import FakeClock
-from finejobs.runtime.worker_group import WorkerGroup
 
 SECOND = timedelta(seconds=1)
 HOUR = timedelta(hours=1)

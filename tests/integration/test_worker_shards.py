@@ -16,9 +16,9 @@ import psycopg
 import pytest
 
 from finejobs import JobKind, JobState, Queue
+from finejobs.runtime.worker import Worker
 from finejobs.store import libpq_url
 from finejobs.testing import FakeClock
-from finejobs.runtime.worker import Worker
 
 DB = psycopg.Connection[tuple[Any, ...]]
 LEASE = timedelta(seconds=30)
