@@ -8,6 +8,7 @@ they changed, so a pause reaches every worker of every process within about a se
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -17,12 +18,15 @@ from datetime import timedelta
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
+from finejobs.errors import DatabaseUnavailable
 from finejobs.jobs import Job
 from finejobs.sharding import match_shards
 from finejobs.store import JobStore, PauseRow
 
 if TYPE_CHECKING:
     from finejobs.clock import Clock
+
+log = logging.getLogger("finejobs.worker")
 
 PAUSE_REFRESH = 1.0  # seconds between reads of the control table
 PAUSE_NOTICE = "pause"  # the NOTIFY payload that says the pauses changed
@@ -57,12 +61,22 @@ class PauseCache:
         self._pauses = NO_PAUSES
         self._read_at: float | None = None
         self._lock = threading.Lock()
+        self._warned = False
 
     def current(self, store: JobStore) -> Pauses:
         with self._lock:
             read_at = self._read_at
         if read_at is None or time.monotonic() - read_at >= self.refresh:
-            pauses = Pauses.of(store.pause_list())
+            try:
+                pauses = Pauses.of(store.pause_list())
+            except DatabaseUnavailable:
+                raise  # the producer logs it and backs off, as for a claim
+            except Exception as exc:  # e.g. a role without SELECT on finejobs_pauses: work on, and say so
+                if not self._warned:
+                    log.error("cannot read the control table (%s): pauses are not honoured until it can be read; "
+                              "GRANT SELECT ON finejobs_pauses to this role", exc)
+                    self._warned = True
+                pauses = NO_PAUSES
             with self._lock:
                 self._pauses, self._read_at = pauses, time.monotonic()
         with self._lock:

@@ -196,6 +196,18 @@ class Registry(Service):
     name = "registry"
 
     def run_once(self, now: datetime) -> None:
+        try:
+            self._refresh(now)
+        except DatabaseUnavailable:
+            raise  # logged and retried with backoff by the loop
+        except Exception as exc:  # e.g. no grant on finejobs_workers: the worker works on, unlisted
+            if not self._warned:
+                log.warning("registry: cannot keep this worker's row (%s); it works on, but is not listed", exc)
+                self._warned = True
+
+    _warned = False
+
+    def _refresh(self, now: datetime) -> None:
         worker = self.worker
         worker.store.worker_upsert(values={
             "id": worker.worker_id, "host": socket.gethostname(), "pid": os.getpid(), "version": __version__,
@@ -209,7 +221,7 @@ class Registry(Service):
         super().stop(timeout)
         try:
             self.worker.store.worker_delete(worker_id=self.worker.worker_id)  # a clean stop: gone at once
-        except DatabaseUnavailable as exc:
+        except Exception as exc:
             log.warning("registry: could not delete this worker's row (%s); it will show as gone", exc)
 
 

@@ -7,10 +7,13 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from finejobs import Admin, FinejobsError, Queue
 from finejobs.runtime.claiming import PAUSE_NOTICE
+from finejobs.store import libpq_url
 from finejobs.testing import FakeClock
 
 
@@ -156,3 +159,25 @@ def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def test_a_role_without_grants_on_the_new_tables_still_works(dml_role: Callable[..., str], database_url: str,
+                                                            clock: FakeClock) -> None:
+    """An app role from before migration 0006 (no grant on finejobs_pauses or finejobs_workers): workers go
+    on working (unlisted, pauses unseen, both logged) instead of dying."""
+    url = dml_role()
+    role = url.split("://", 1)[1].split("@", 1)[0]
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
+        conn.execute(sql.SQL("REVOKE ALL ON finejobs_pauses, finejobs_workers FROM {}").format(sql.Identifier(role)))
+    limited = Queue(url, clock=clock)
+    done: list[int] = []
+    try:
+        limited.job("ok")(lambda payload: done.append(1))
+        job = limited.enqueue("ok", {})
+        worker = limited.worker(listen=False)
+        assert worker.registry is not None
+        worker.registry.run_once(clock())  # logs, does not raise
+        worker.work_once()
+        assert done == [1] and limited.get(job.id).state.value == "succeeded"
+    finally:
+        limited.close()
