@@ -58,8 +58,8 @@ def clean_db(database_url: str) -> str:
     """The session's database with no jobs, schedules, moves, pauses, registry rows or audit entries, and no shard
     partitions but the default one."""
     with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
-        conn.execute("TRUNCATE finejobs_jobs, finejobs_schedules, finejobs_shard_moves, finejobs_pauses, finejobs_workers, "
-                     "finejobs_audit RESTART IDENTITY")
+        conn.execute("TRUNCATE finejobs_jobs, finejobs_schedules, finejobs_shard_moves, finejobs_pauses, "
+                     "finejobs_workers, finejobs_audit RESTART IDENTITY")
         partitions = conn.execute(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
             "WHERE i.inhparent = 'finejobs_jobs'::regclass AND c.relname <> 'finejobs_jobs_other'").fetchall()

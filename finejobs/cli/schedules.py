@@ -1,5 +1,5 @@
 """``finejobs schedules ...``: list, show, add, update, delete, pause, resume, pause-all, resume-all, run-now,
-skip-next and sync recurring schedules. Registered into the ``finejobs`` group by finejobs.cli.
+skip-next and sync recurring schedules: a thin view over ``finejobs.admin.Admin.schedules``.
 
 ```
 finejobs schedules add policy-renewals --kind renew.policies --cron "0 6 * * MON" --tz Africa/Dar_es_Salaam
@@ -13,37 +13,32 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from finejobs.cli import (
+from finejobs import Adaptive, Cron, DailyAt, Every, InvalidJobOptions, Once, RRule, Rule, Schedule
+from finejobs.admin import Admin
+from finejobs.cli._common import (
     AwareDateTime,
-    _check_shard,
-    _configure,
-    _echo_json,
-    _queue_from,
-    _remember_secret,
-    _store,
-    _table,
-    _ts,
-    cli,
+    F,
+    admin_from,
+    check_shard,
     database_url_option,
-    load_app,
+    echo_json,
+    table,
+    ts,
 )
-from finejobs.errors import InvalidJobOptions
-from finejobs.limits import MAX_ATTEMPTS, check_duration, check_text, check_time
-from finejobs.queue import Queue
-from finejobs.schedule_ops import SORT_KEYS, Schedule
-from finejobs.scheduler import MAX_MISFIRE_LIMIT, MISFIRES, OVERLAPS
-from finejobs.schedules import Adaptive, Cron, DailyAt, Every, Once, RRule, Rule
+from finejobs.limits import MAX_ATTEMPTS, MAX_MISFIRE_LIMIT, check_duration, check_text, check_time
+from finejobs.schedule_ops import SORT_KEYS
+from finejobs.scheduler import MISFIRES, OVERLAPS
+
+# The choices of --misfire and --overlap (the scheduler checks them again).
 
 _UNITS = {"s": "seconds", "sec": "seconds", "m": "minutes", "min": "minutes", "h": "hours", "d": "days",
           "w": "weeks", "mo": "months", "y": "years"}
-F = TypeVar("F", bound=Callable[..., Any])
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(mo|min|sec|[smhdwy])")
 
 
@@ -186,7 +181,7 @@ def _schedule_options(required_kind: bool) -> Callable[[F], F]:
             click.option("--kind", required=required_kind, metavar="KIND", help="The job kind each tick enqueues."),
             click.option("--payload", default=None, metavar="JSON", help="The payload of every run, a JSON object."),
             click.option("--description", default=None, help="Free text, searched by 'list --search'."),
-            click.option("--shard", default=None, callback=_check_shard, help="Shard of the jobs [default: default]."),
+            click.option("--shard", default=None, callback=check_shard, help="Shard of the jobs [default: default]."),
             click.option("--priority", type=click.IntRange(-32768, 32767), default=None, help="Priority of the jobs."),
             click.option("--max-attempts", type=click.IntRange(1, MAX_ATTEMPTS), default=None,
                          help="Attempts per run [default: the kind's with --app, else 3]."),
@@ -211,7 +206,7 @@ def _schedule_options(required_kind: bool) -> Callable[[F], F]:
 
 
 def _options(o: dict[str, Any]) -> dict[str, Any]:
-    """The schedule options given on the command line, ready for queue.schedules.add/update."""
+    """The schedule options given on the command line, ready for admin.schedules.add/update."""
     options: dict[str, Any] = {}
     for key in ("description", "shard", "priority", "max_attempts", "misfire", "misfire_limit", "overlap"):
         if o.get(key) is not None:
@@ -235,22 +230,6 @@ def _options(o: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-@contextmanager
-def _queue(ctx: click.Context, database_url: str | None, app: str | None = None) -> Iterator[Queue]:
-    if app is None:
-        with _queue_from(ctx, database_url) as queue:
-            yield queue
-        return
-    queue = load_app(app)
-    _configure(ctx, queue, database_url)
-    try:
-        _remember_secret(queue.url)
-        _store(queue).check_schema()
-        yield queue
-    finally:
-        queue.close()
-
-
 def _duration(value: timedelta | None) -> str:
     if value is None:
         return "-"
@@ -264,7 +243,7 @@ def _left(schedule: Schedule) -> str:
     return f"{schedule.runs_left}+" if schedule.runs_left >= 10_000 else str(schedule.runs_left)
 
 
-@cli.group()
+@click.group()
 def schedules() -> None:
     """Recurring schedules: each tick enqueues one job (see docs/schedules.md)."""
 
@@ -279,17 +258,17 @@ def schedules() -> None:
 def schedules_list(ctx: click.Context, search: str | None, sort: str, desc: bool, as_json: bool,
                    database_url: str | None) -> None:
     """List schedules: rule in words, next fire (UTC), last run and its outcome, status, runs, runs left."""
-    with _queue(ctx, database_url) as queue:
-        found = queue.schedules.list(search=search, sort=sort, descending=desc)
+    with admin_from(ctx, database_url) as admin:
+        found = admin.schedules.list(search=search, sort=sort, descending=desc)
     if as_json:
-        _echo_json([s.to_json() for s in found])
+        echo_json([s.to_json() for s in found])
         return
     if not found:
         click.echo("no schedules")
         return
-    rows = [[s.name, s.kind, s.rule_text, _ts(s.next_fire_at), _ts(s.last_fire_at),
+    rows = [[s.name, s.kind, s.rule_text, ts(s.next_fire_at), ts(s.last_fire_at),
              s.last_outcome or s.last_state or "-", s.status, str(s.runs), _left(s)] for s in found]
-    click.echo(_table(["NAME", "KIND", "RULE", "NEXT", "LAST", "OUTCOME", "STATUS", "RUNS", "LEFT"], rows))
+    click.echo(table(["NAME", "KIND", "RULE", "NEXT", "LAST", "OUTCOME", "STATUS", "RUNS", "LEFT"], rows))
 
 
 @schedules.command("show")
@@ -299,12 +278,12 @@ def schedules_list(ctx: click.Context, search: str | None, sort: str, desc: bool
 @click.pass_context
 def schedules_show(ctx: click.Context, name: str, as_json: bool, database_url: str | None) -> None:
     """Show a schedule, its next 10 fire times and its recent runs (status, duration, error)."""
-    with _queue(ctx, database_url) as queue:
-        schedule = queue.schedules.get(name)
-        runs = queue.schedules.runs(name, limit=10)
+    with admin_from(ctx, database_url) as admin:
+        schedule = admin.schedules.get(name)
+        runs = admin.schedules.runs(name, limit=10)
     upcoming = schedule.next_fires(10)
     if as_json:
-        _echo_json({**schedule.to_json(), "next_fires": [f.isoformat() for f in upcoming],
+        echo_json({**schedule.to_json(), "next_fires": [f.isoformat() for f in upcoming],
                     "recent_runs": [r.to_json() for r in runs]})
         return
     fields = [("name", schedule.name), ("description", schedule.description or "-"), ("kind", schedule.kind),
@@ -319,7 +298,7 @@ def schedules_show(ctx: click.Context, name: str, as_json: bool, database_url: s
     lines.append("next fires:" if upcoming else "next fires: none")
     lines += [f"  {f.astimezone(UTC).isoformat()}" for f in upcoming]
     lines.append("recent runs:" if runs else "recent runs: none")
-    lines += [f"  job {r.job_id}  {_ts(r.fire_at)}  {r.state}  {r.outcome or '-'}  {_duration(r.duration)}"
+    lines += [f"  job {r.job_id}  {ts(r.fire_at)}  {r.state}  {r.outcome or '-'}  {_duration(r.duration)}"
               f"{'  ' + r.error if r.error else ''}" for r in runs]
     click.echo("\n".join(lines))
 
@@ -346,9 +325,9 @@ def schedules_add(ctx: click.Context, /, name: str, paused: bool, database_url: 
     rule = _rule_from_options(o)
     if rule is None:
         raise click.UsageError("give a rule: --cron, --rrule, --every, --daily-at, --once or --adaptive")
-    with _queue(ctx, database_url, app) as queue:
-        schedule = queue.schedules.add(name, kind, rule, paused=paused, **_options(o))
-    click.echo(f"schedule {schedule.name}: {schedule.rule_text}; next fire {_ts(schedule.next_fire_at)}")
+    with admin_from(ctx, database_url, app=app) as admin:
+        schedule = admin.schedules.add(name, kind, rule, paused=paused, **_options(o))
+    click.echo(f"schedule {schedule.name}: {schedule.rule_text}; next fire {ts(schedule.next_fire_at)}")
 
 
 @schedules.command("update")
@@ -368,29 +347,33 @@ def schedules_update(ctx: click.Context, /, name: str, database_url: str | None,
         changes["kind"] = kind
     if not changes:
         raise click.UsageError("nothing to update: give a rule or an option")
-    with _queue(ctx, database_url, app) as queue:
-        schedule = queue.schedules.update(name, **changes)
-    click.echo(f"schedule {schedule.name}: {schedule.rule_text}; next fire {_ts(schedule.next_fire_at)}")
+    with admin_from(ctx, database_url, app=app) as admin:
+        schedule = admin.schedules.update(name, **changes)
+    click.echo(f"schedule {schedule.name}: {schedule.rule_text}; next fire {ts(schedule.next_fire_at)}")
 
 
-def _simple(command: str, help_text: str, action: Any) -> None:
+def _simple(command: str, help_text: str, action: Callable[[Admin, str], str]) -> None:
     @schedules.command(command, help=help_text)
     @click.argument("name")
     @database_url_option
     @click.pass_context
     def run(ctx: click.Context, name: str, database_url: str | None) -> None:
-        with _queue(ctx, database_url) as queue:
-            click.echo(action(queue, name))
+        with admin_from(ctx, database_url) as admin:
+            click.echo(action(admin, name))
 
 
-_simple("delete", "Delete schedule NAME (the jobs it already made stay).",
-        lambda q, n: (q.schedules.delete(n), f"schedule {n} deleted")[1])
+def _delete(admin: Admin, name: str) -> str:
+    admin.schedules.delete(name)
+    return f"schedule {name} deleted"
+
+
+_simple("delete", "Delete schedule NAME (the jobs it already made stay).", _delete)
 _simple("pause", "Pause schedule NAME: no tick runs until it is resumed.",
-        lambda q, n: f"schedule {n} is {q.schedules.pause(n).status}")
+        lambda a, n: f"schedule {n} is {a.schedules.pause(n).status}")
 _simple("resume", "Resume schedule NAME (ticks missed while paused do not run).",
-        lambda q, n: f"schedule {n} is {(s := q.schedules.resume(n)).status}; next fire {_ts(s.next_fire_at)}")
+        lambda a, n: f"schedule {n} is {(s := a.schedules.resume(n)).status}; next fire {ts(s.next_fire_at)}")
 _simple("skip-next", "Skip the next tick of schedule NAME.",
-        lambda q, n: f"schedule {n}: next fire {_ts(q.schedules.skip_next(n).next_fire_at)}")
+        lambda a, n: f"schedule {n}: next fire {ts(a.schedules.skip_next(n).next_fire_at)}")
 
 
 @schedules.command("run-now")
@@ -400,8 +383,8 @@ _simple("skip-next", "Skip the next tick of schedule NAME.",
 @click.pass_context
 def schedules_run_now(ctx: click.Context, name: str, force: bool, database_url: str | None) -> None:
     """Enqueue one run of schedule NAME now (the ticks go on as before); prints the job id."""
-    with _queue(ctx, database_url) as queue:
-        click.echo(queue.schedules.run_now(name, force=force))
+    with admin_from(ctx, database_url) as admin:
+        click.echo(admin.schedules.run_now(name, force=force))
 
 
 def _all(command: str, paused: bool) -> None:
@@ -412,8 +395,8 @@ def _all(command: str, paused: bool) -> None:
     @database_url_option
     @click.pass_context
     def run(ctx: click.Context, kind: str | None, database_url: str | None) -> None:
-        with _queue(ctx, database_url) as queue:
-            names = (queue.schedules.pause_all if paused else queue.schedules.resume_all)(kind=kind)
+        with admin_from(ctx, database_url) as admin:
+            names = (admin.schedules.pause_all if paused else admin.schedules.resume_all)(kind=kind)
         click.echo(f"{verb} {len(names)} schedule(s)" + (f": {', '.join(names)}" if names else ""))
 
 
@@ -427,7 +410,7 @@ _all("resume-all", False)
 @click.pass_context
 def schedules_sync(ctx: click.Context, app: str, database_url: str | None) -> None:
     """Write the schedules the app declares in code now (every worker does this when it starts)."""
-    with _queue(ctx, database_url, app) as queue:
-        names = queue.schedules.sync()
+    with admin_from(ctx, database_url, app=app) as admin:
+        names = admin.schedules.sync()
     click.echo(f"wrote {len(names)} schedule(s)" + (f": {', '.join(names)}" if names else ""))
 

@@ -1,5 +1,4 @@
-"""``finejobs shards ...``: add, list, drop and move shards. Registered into the ``finejobs`` group by
-finejobs.cli.
+"""``finejobs shards ...``: add, list, drop and move shards.
 
 ```
 finejobs shards add district-1 district-2 district-3
@@ -15,11 +14,9 @@ from typing import Any
 
 import click
 
-from finejobs.cli import Seconds, _check_shard, _echo_json, _queue_from, _table, cli, database_url_option
-from finejobs.errors import EnqueueError
-from finejobs.shard_move import move_shard
+from finejobs import EnqueueError, ShardInfo, move_shard
+from finejobs.cli._common import Seconds, check_shard, database_url_option, echo_json, queue_from, table
 from finejobs.sharding import validate_partition_shard
-from finejobs.store import ShardInfo
 
 MAX_WAIT = 86_400.0  # shards move --wait: a day
 MAX_BATCH = 100_000  # shards move --batch
@@ -27,7 +24,7 @@ MAX_BATCH = 100_000  # shards move --batch
 _STATES = ("scheduled", "available", "running", "succeeded", "failed", "expired", "cancelled")
 
 
-@cli.group()
+@click.group()
 def shards() -> None:
     """Give shards partitions of their own, list them, drop them, move them between databases.
 
@@ -59,7 +56,7 @@ def shards_add(ctx: click.Context, names: tuple[str, ...], database_url: str | N
     would take the name of one of finejobs' own relations ('other': finejobs_jobs_other is the default
     partition) is refused, and its jobs stay in the default partition.
     """
-    with _queue_from(ctx, database_url) as queue:
+    with queue_from(ctx, database_url) as queue:
         for name in names:
             database = queue.shard_map.database_for(name)
             added = queue.store_of(database).shard_add([name])
@@ -77,14 +74,14 @@ def shards_list(ctx: click.Context, as_json: bool, database_url: str | None) -> 
     A shard found in a database the map does not place it in (jobs enqueued before the map changed, not
     yet moved) is marked 'stray'.
     """
-    with _queue_from(ctx, database_url) as queue:
+    with queue_from(ctx, database_url) as queue:
         now = queue.clock()
         found: list[tuple[str, ShardInfo, bool]] = []
         for database in queue.databases:
             for info in queue.store_of(database).shard_list(now=now):
                 found.append((database, info, queue.shard_map.database_for(info.name) == database))
     if as_json:
-        _echo_json([{"shard": info.name, "database": database, "partition": info.partition,
+        echo_json([{"shard": info.name, "database": database, "partition": info.partition,
                      "own_partition": info.own_partition, "placed_here": placed, "counts": info.counts}
                     for database, info, placed in found])
         return
@@ -94,11 +91,11 @@ def shards_list(ctx: click.Context, as_json: bool, database_url: str | None) -> 
     rows = [[info.name, database + ("" if placed else " (stray)"), info.partition,
              *(str(info.counts.get(state, 0)) for state in _STATES)]
             for database, info, placed in sorted(found, key=lambda f: (f[1].name, f[0]))]
-    click.echo(_table(["SHARD", "DATABASE", "PARTITION", *(s.upper() for s in _STATES)], rows))
+    click.echo(table(["SHARD", "DATABASE", "PARTITION", *(s.upper() for s in _STATES)], rows))
 
 
 @shards.command("drop")
-@click.argument("name", callback=_check_shard)
+@click.argument("name", callback=check_shard)
 @click.option("--database", "database", metavar="NAME", default=None,
               help="With a shard map: drop it in this database [default: the one the map places the shard in], "
                    "e.g. the partition a moved shard left behind.")
@@ -110,14 +107,14 @@ def shards_drop(ctx: click.Context, name: str, database: str | None, database_ur
     Its finished jobs are kept: they move to the default partition, where pruning deletes them after
     their retention like any other.
     """
-    with _queue_from(ctx, database_url) as queue:
+    with queue_from(ctx, database_url) as queue:
         store = queue.store_of(database) if database else queue.store_for(name)
         kept = store.shard_drop(name)
     click.echo(f"dropped: {name} ({kept} finished job(s) kept in the default partition)")
 
 
 @shards.command("move")
-@click.argument("name", callback=_check_shard)
+@click.argument("name", callback=check_shard)
 @click.option("--to", "target", required=True, metavar="DATABASE", help="The database of the shard map to move to.")
 @click.option("--wait", type=Seconds(0, MAX_WAIT), default=60.0, show_default=True,
               help=f"How long to wait for jobs running in the source to finish (they finish there): 0 to "
@@ -138,7 +135,7 @@ def shards_move(ctx: click.Context, name: str, target: str, wait: float, batch: 
          where they are, and repeats until no other database holds an unfinished job of NAME.
     Workers keep running throughout. Exits 1 if jobs were still running in a source after --wait.
     """
-    with _queue_from(ctx, database_url) as queue:
+    with queue_from(ctx, database_url) as queue:
         report = move_shard(queue, name, to=target, batch=batch, wait=wait, progress=click.echo)
     moved = ", ".join(f"{n} from {source}" for source, n in report.moved.items() if n) or "nothing to move"
     click.echo(f"moved {name} to {target}: {moved}")

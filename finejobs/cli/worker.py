@@ -1,0 +1,154 @@
+"""``finejobs migrate``, ``finejobs worker`` and ``finejobs bench``: set up the tables, run workers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import click
+
+from finejobs import ConfigurationError, __version__
+from finejobs.cli._common import (
+    APP_ENV,
+    ScrubbingFormatter,
+    Seconds,
+    check_schemas,
+    check_shard_pattern,
+    configure,
+    database_url_option,
+    load_app,
+    queue_from,
+    scrub,
+)
+from finejobs.limits import MAX_CONCURRENCY, MAX_POOL_SIZE, MAX_WORKER_GRACE, MAX_WORKER_LEASE, MAX_WORKER_POLL
+from finejobs.store import available_migrations
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# Bounds of the worker's options (documented in their --help): the Worker's own, from finejobs.limits.
+MAX_POLL_INTERVAL = MAX_WORKER_POLL.total_seconds()
+MAX_SHUTDOWN_GRACE = MAX_WORKER_GRACE.total_seconds()
+MAX_LEASE = MAX_WORKER_LEASE.total_seconds()
+
+log = logging.getLogger("finejobs.cli")
+
+
+@click.command()
+@database_url_option
+@click.pass_context
+def migrate(ctx: click.Context, database_url: str | None) -> None:
+    """Create or upgrade the finejobs tables (in every database of the shard map).
+
+    Applies the migrations this finejobs ships that the database lacks, in order, and prints each one
+    it applied, or "up to date". Safe to run from several processes at once (an advisory lock
+    serialises them).
+    """
+    names = {m.version: m.name for m in available_migrations()}
+    with queue_from(ctx, database_url, check=False) as queue:
+        several = len(queue.databases) > 1
+        for database in queue.databases:
+            applied = queue.store_of(database).migrate()
+            where = f"{database}: " if several else ""
+            if not applied:
+                click.echo(f"{where}up to date (schema version {max(names)})")
+            for version in applied:
+                click.echo(f"{where}applied {version:04d}_{names.get(version, '?')}")
+
+
+@click.command()
+@click.option("--app", envvar=APP_ENV, show_envvar=True, required=True, metavar="MODULE:ATTR",
+              help="The finejobs.Queue holding your job kinds, e.g. myapp.jobs:queue (a bare module "
+                   "means its attribute 'queue'). Imported with the current directory on sys.path.")
+@click.option("--shard", "shards", multiple=True, metavar="PATTERN", callback=check_shard_pattern,
+              help="Serve only this shard, or the shards a glob matches ('district-*', matched again as "
+                   "shards appear); repeat for several. Default: every shard.")
+@click.option("--concurrency", type=click.IntRange(1, MAX_CONCURRENCY), default=10, show_default=True,
+              help="How many jobs run at once (handler threads).")
+@click.option("--poll-interval", type=Seconds(0, MAX_POLL_INTERVAL, low_open=True), default=1.0, show_default=True,
+              help=f"How often to look for due jobs when no notification arrives: over 0, at most "
+                   f"{MAX_POLL_INTERVAL:g} (an hour).")
+@click.option("--shutdown-grace", type=Seconds(0, MAX_SHUTDOWN_GRACE), default=30.0, show_default=True,
+              help="On SIGTERM/SIGINT, how long running jobs may finish before they are given back: 0 to "
+                   f"{MAX_SHUTDOWN_GRACE:g} (a day).")
+@click.option("--lease", type=Seconds(0.5, MAX_LEASE), default=30.0, show_default=True,
+              help="How long a claimed job stays this worker's without a heartbeat; after a crash, how long "
+                   f"until another worker may run it again: 0.5 to {MAX_LEASE:g} (a day).")
+@click.option("--pool-size", type=click.IntRange(2, MAX_POOL_SIZE), default=5, show_default=True,
+              help="Database connections this worker may hold (plus one for LISTEN).")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="INFO",
+              show_default=True, help="Log level; logs go to stdout, one line per job outcome.")
+@database_url_option
+@click.pass_context
+def worker(ctx: click.Context, app: str, shards: tuple[str, ...], concurrency: int, poll_interval: float,
+           shutdown_grace: float, lease: float, pool_size: int, log_level: str, database_url: str | None) -> None:
+    """Run a worker: claim due jobs of the app's kinds and run them until stopped.
+
+    SIGTERM or SIGINT stops it gracefully: no new jobs are claimed, running jobs get --shutdown-grace
+    seconds to finish, and jobs still running after that are given back to the queue (a second
+    signal exits at once; their leases bring them back). Exits 0 after a clean stop, 1 if a worker
+    service crashed. Paused kinds and shards (`finejobs pause`) are not claimed while paused.
+
+    The database URL, when given (--database-url or FINEJOBS_DATABASE_URL), replaces the one the
+    app's Queue was created with; so does a shard map (--shard-map or FINEJOBS_SHARD_MAP). With a
+    shard map, the worker connects only to the databases that hold its shards (one set of
+    --concurrency slots per database).
+
+    \b
+    Examples:
+      finejobs worker --app myapp.jobs:queue --shard district-3 --concurrency 20
+      finejobs worker --app myapp.jobs:queue --shard 'district-*'
+    """
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(ScrubbingFormatter(LOG_FORMAT))
+    logging.basicConfig(level=log_level.upper(), handlers=[handler])  # as before: a no-op if logging is set up
+    queue = load_app(app)
+    configure(ctx, queue, database_url, pool_size=pool_size)  # remembers the passwords of every database
+    try:
+        log.info("finejobs %s: app=%s database=%s", __version__, app,
+                 ", ".join(f"{n}={scrub(queue.shard_map.url(n))}" for n in queue.databases)
+                 if len(queue.databases) > 1 else scrub(queue.url))
+        queue.store  # noqa: B018  (an unparsable URL fails here, as one line)
+        # Every database the worker will serve answers and is migrated, or one line says which does not
+        # (with a shard map, a worker per database would otherwise log its failure with a traceback).
+        check_schemas(queue, queue.shard_map.databases_for(list(shards) or None))
+        queue.worker(shards=list(shards) or None, concurrency=concurrency, poll_interval=poll_interval,
+                     shutdown_grace=shutdown_grace, lease=timedelta(seconds=lease)).run()
+    finally:
+        queue.close()
+    _exit_if_handlers_linger()
+
+
+def _exit_if_handlers_linger(join_timeout: float = 0.5) -> None:
+    """After a stop, handlers that outlived the grace period were given back: do not wait for them."""
+    deadline = time.monotonic() + join_timeout
+    lingering = []
+    for thread in threading.enumerate():
+        if thread is threading.current_thread() or thread.daemon:
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            lingering.append(thread.name)
+    if lingering:
+        log.warning("exiting with %d handler thread(s) still running (their jobs were given back): %s",
+                    len(lingering), ", ".join(lingering))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                 "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args: tuple[str, ...]) -> None:
+    """Run the benchmarks (`python -m bench`) from a finejobs checkout; arguments pass through (try --help)."""
+    if not (Path.cwd() / "bench" / "__main__.py").is_file():
+        raise ConfigurationError("`finejobs bench` runs the benchmarks of a finejobs checkout: run it from the "
+                                 "repository root (where bench/ is)")
+    os.execv(sys.executable, [sys.executable, "-m", "bench", *args])
