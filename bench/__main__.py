@@ -1,8 +1,9 @@
-"""python -m bench [core] [shards]: finejobs against a raw-SQL baseline on one database, in one run.
+"""python -m bench [core] [shards] [admin]: finejobs against a raw-SQL baseline on one database, in one run.
 
-Sections: core (enqueue, processing, latency, big table) and shards (1 vs 16 shards; one shard beside 1M
-waiting jobs in others); no argument runs both. Prints markdown tables, writes bench/results/bench.json and
-bench/results/throughput.png.
+Sections: core (enqueue, processing, latency, big table), shards (1 vs 16 shards; one shard beside 1M
+waiting jobs in others) and admin (the operations API's pages, counts and stats on 1M finished + 100k
+waiting jobs); no argument runs them all. Prints markdown tables, writes bench/results/bench.json,
+bench/results/throughput.png and, for admin, bench/results/admin.json.
 Absolute figures drift on a shared machine; the ratios to the baseline measured in the same run hold.
 """
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import click
 import psycopg
 
+from bench.admin import AdminResult, admin_markdown, bench_admin, write_admin_json
 from bench.bigtable import bench_big_table
 from bench.core import Row, bench_enqueue, bench_processing, bench_raw, create_database, drop_database
 from bench.latency import Latency, bench_latency
@@ -21,7 +23,7 @@ from bench.shards import ShardsResult, bench_shards
 from finejobs.store import libpq_url
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("core", "shards")
+SECTIONS = ("core", "shards", "admin")
 
 
 @click.command()
@@ -47,16 +49,20 @@ SECTIONS = ("core", "shards")
 @click.option("--repeats", default=3, show_default=True, help="Shards: runs per figure of (a), 1 vs 16 shards.")
 @click.option("--hot-repeats", default=5, show_default=True,
               help="Shards: runs per figure of (b), shard 'hot' beside waiting jobs (its verdict).")
+@click.option("--admin-finished", default=1_000_000, show_default=True,
+              help="Admin: finished jobs in the table (mixed succeeded, failed, cancelled, expired).")
+@click.option("--admin-waiting", default=100_000, show_default=True, help="Admin: waiting jobs in the table.")
+@click.option("--admin-repeats", default=40, show_default=True, help="Admin: rounds of every call (p50, p95).")
 @click.option("--quick", is_flag=True, help="Tiny sizes: a smoke test, not a measurement.")
 @click.option("--out", type=click.Path(path_type=Path), default=RESULTS, show_default=True,
               help="Folder for bench.json and throughput.png.")
 def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_bulk: int, n_process: int,
          concurrencies: tuple[int, ...], process_counts: tuple[int, ...], latency_samples: int, big_rows: int,
-         shard_jobs: int, hot_jobs: int, other_pending: int, repeats: int, hot_repeats: int, quick: bool,
-         out: Path) -> None:
+         shard_jobs: int, hot_jobs: int, other_pending: int, repeats: int, hot_repeats: int, admin_finished: int,
+         admin_waiting: int, admin_repeats: int, quick: bool, out: Path) -> None:
     """Measure enqueue, processing, latency, big-table and shard throughput against a raw psycopg baseline.
 
-    SECTIONS: core, shards (default: both)."""
+    SECTIONS: core, shards, admin (default: all)."""
     if database_url is None:
         from finejobs.devdb import discover_server_url
 
@@ -65,6 +71,7 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
         n_single, n_bulk, n_process, latency_samples, big_rows = 50, 1000, 300, 20, 2000
         concurrencies, process_counts = (4,), (1,)
         shard_jobs, hot_jobs, other_pending, repeats, hot_repeats = 1000, 1000, 50_000, 1, 1
+        admin_finished, admin_waiting, admin_repeats = 20_000, 2_000, 5
     selected = set(sections or SECTIONS)
     with psycopg.connect(libpq_url(database_url)) as conn:
         server = "PostgreSQL " + str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
@@ -72,6 +79,7 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
     rows: list[Row] = []
     latency: Latency | None = None
     shards: ShardsResult | None = None
+    admin: AdminResult | None = None
     if "core" in selected:
         url = create_database(database_url)
         try:
@@ -90,6 +98,8 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
         shards = bench_shards(database_url, claim_jobs=shard_jobs, hot_jobs=hot_jobs, other_pending=other_pending,
                               concurrency=max(concurrencies), repeats=repeats, hot_repeats=hot_repeats,
                               controls=not quick)
+    if "admin" in selected:
+        admin = bench_admin(database_url, finished=admin_finished, waiting=admin_waiting, repeats=admin_repeats)
     print(title)
     if "core" in selected:
         print()
@@ -97,10 +107,17 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
     if shards is not None:
         print()
         print(shards_markdown(shards))
-    write_json(out / "bench.json", title, rows, latency, shards)
+    if admin is not None:
+        print()
+        print(admin_markdown(admin))
+        write_admin_json(out / "admin.json", title, admin)
+    if rows or latency is not None or shards is not None:
+        write_json(out / "bench.json", title, rows, latency, shards)
     print()
     png = write_png(out / "throughput.png", title, rows) if rows else "no PNG (the core section did not run)"
-    print(f"wrote {out / 'bench.json'}; {png}")
+    written = [str(out / name) for name, done in (("bench.json", rows or latency is not None or shards is not None),
+                                                   ("admin.json", admin is not None)) if done]
+    print(f"wrote {', '.join(written) or 'nothing'}; {png}")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,7 @@ admin.pause(shard="district-3"); admin.paused(); admin.workers(); admin.stats()
 ```
 The CLI, the web console, the REST API and the Django admin are thin views over these methods, so a fix or
 a limit lands everywhere at once. Results are frozen dataclasses with ``to_json()``. Every query is bounded
-and indexed (see finejobs.store.operations); bulk actions by filter run in batches of a few thousand,
-each its own short transaction, and are written to the audit log with who asked.
+and indexed (finejobs.store.operations); bulk actions run in short batches; actions go to the audit log.
 """
 
 from __future__ import annotations
@@ -17,59 +16,79 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
-from finejobs.errors import FinejobsError, InvalidJobOptions
-from finejobs.filters import JobFilter
+from finejobs.errors import FinejobsError, InvalidJobOptions, JobNotFound
+from finejobs.filters import JobFilter, cursor_key, make_cursor, read_cursor
 from finejobs.jobs import Job, JobState
 from finejobs.limits import MAX_MESSAGE_CHARS, check_int, check_text
 from finejobs.queue import Queue
 from finejobs.schedule_ops import Schedules
 from finejobs.sharding import validate_shard_name
-from finejobs.store import AuditRow, JobStore, PauseRow, ShardInfo, WorkerRow
+from finejobs.store import DEFAULT_PARTITION, AuditRow, JobStore, PauseRow, WorkerRow
+from finejobs.store.operations import ACTION_STATES
 
 T = TypeVar("T")
 
 PAGE_LIMIT = 500  # jobs on one page at most
-PAGE_SCAN = 2_000  # rows a page examines at most past its cursor
-COUNT_CAP = 100_000  # rows a count examines at most (above: "at least")
+PAGE_SCAN = 2_000  # rows a page examines at most past its cursor (in each database)
+COUNT_CAP = 50_000  # rows a count (and a dry run) examines at most in each database (above: "at least")
+ERROR_COUNT_CAP = 10_000  # ... when the filter's error text must be looked for in each row's last error
+STATS_CAP = 20_000  # jobs stats() and shards() count at most in each stored state and database
 BULK_BATCH = 2_000  # jobs changed per statement (and per transaction) by a bulk action
+BULK_SCAN = 5_000  # rows one batch of a bulk action examines at most
 STATS_TTL = 3.0  # seconds a stats() result is reused
+EXPIRING_WITHIN = timedelta(minutes=15)  # stats(): waiting jobs that expire this soon, per shard
 WORKER_GONE_AFTER = timedelta(seconds=30)  # a registry row not refreshed for this long: the worker is gone
+AUDIT_ACTOR_CHARS = 200
 
 
-def _ts(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+def _json(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, tuple | list):
+        return [_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json(v) for k, v in value.items()}
+    return value.to_json() if hasattr(value, "to_json") else value
+
+
+class _Result:
+    """A result's ``to_json()``: its fields (and the properties named in ``_extra``), JSON-ready."""
+
+    _extra: ClassVar[tuple[str, ...]] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        names = [*(f.name for f in fields(cast(Any, self))), *self._extra]
+        return {name: _json(getattr(self, name)) for name in names}
 
 
 @dataclass(frozen=True)
-class JobPage:
+class JobPage(_Result):
     """One page of ``jobs()``: newest first; pass ``next_cursor`` for the next (None: no more)."""
 
     jobs: tuple[Job, ...]
     next_cursor: str | None
     examined: int = 0
 
-    def to_json(self) -> dict[str, Any]:
-        return {"jobs": [j.to_json() for j in self.jobs], "next_cursor": self.next_cursor, "examined": self.examined}
-
 
 @dataclass(frozen=True)
-class Count:
+class Count(_Result):
     """How many jobs match a filter; ``at_least``: the count stopped at its cap."""
 
     count: int
     at_least: bool = False
 
-    def to_json(self) -> dict[str, Any]:
-        return {"count": self.count, "at_least": self.at_least}
-
 
 @dataclass(frozen=True)
-class BulkResult:
-    """What a bulk action did (or, with ``dry_run``, would touch: ``matched`` only)."""
+class BulkResult(_Result):
+    """What a bulk action did, or with ``dry_run`` would touch (``matched`` only, ``changed`` 0).
+
+    ``matched``: jobs the filter selects in the states the action applies to; ``changed``: those changed.
+    The difference: jobs a worker held locked at that moment, and for a retry, jobs whose unique_key an
+    unfinished job now holds (retrying them would make two). ``at_least``: a dry run's count hit its cap."""
 
     action: str
     filter: JobFilter
@@ -78,13 +97,9 @@ class BulkResult:
     dry_run: bool
     at_least: bool = False
 
-    def to_json(self) -> dict[str, Any]:
-        return {"action": self.action, "filter": self.filter.to_json(), "matched": self.matched,
-                "changed": self.changed, "dry_run": self.dry_run, "at_least": self.at_least}
-
 
 @dataclass(frozen=True)
-class Pause:
+class Pause(_Result):
     """A paused kind, shard, or kind within a shard (None: any)."""
 
     kind: str | None
@@ -102,13 +117,9 @@ class Pause:
             return f"kind {self.kind} in shard {self.shard}"
         return f"kind {self.kind}" if self.kind else f"shard {self.shard}"
 
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "shard": self.shard, "paused_at": _ts(self.paused_at),
-                "paused_by": self.paused_by, "reason": self.reason}
-
 
 @dataclass(frozen=True)
-class WorkerInfo:
+class WorkerInfo(_Result):
     """A worker as its registry row shows it; ``alive`` is False once it stopped refreshing the row."""
 
     id: str
@@ -128,24 +139,15 @@ class WorkerInfo:
 
     @classmethod
     def from_row(cls, row: WorkerRow, *, now: datetime) -> WorkerInfo:
-        return cls(id=row.id, host=row.host, pid=row.pid, version=row.version, database=row.database,
-                   shards=tuple(row.shards) if row.shards is not None else None, kinds=tuple(row.kinds),
-                   concurrency=row.concurrency, started_at=row.started_at, seen_at=row.seen_at,
-                   in_flight=row.in_flight, counters=dict(row.counters), alive=now - row.seen_at < WORKER_GONE_AFTER,
-                   info=dict(row.info))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "host": self.host, "pid": self.pid, "version": self.version,
-                "database": self.database, "shards": list(self.shards) if self.shards is not None else None,
-                "kinds": list(self.kinds), "concurrency": self.concurrency, "started_at": _ts(self.started_at),
-                "seen_at": _ts(self.seen_at), "in_flight": self.in_flight, "counters": self.counters,
-                "alive": self.alive, "info": self.info}
+        return cls(**{**asdict(row), "shards": None if row.shards is None else tuple(row.shards),
+                      "kinds": tuple(row.kinds), "alive": now - row.seen_at < WORKER_GONE_AFTER})
 
 
 @dataclass(frozen=True)
-class Overview:
-    """Counts by state, kind and shard, lag (age of the oldest job that may run) and expiring jobs per
-    shard, and the pauses. Finished states are counted up to a cap each (``capped`` says if one stopped)."""
+class Overview(_Result):
+    """Counts by state, kind and shard; per shard the lag (age of the oldest due waiting job; a shard with
+    none is left out) and the waiting jobs expiring within EXPIRING_WITHIN; the pauses. Each stored state
+    is counted up to STATS_CAP jobs, the newest (``capped`` says if one stopped there)."""
 
     by_state: dict[str, int]
     by_kind: dict[str, dict[str, int]]
@@ -155,19 +157,34 @@ class Overview:
     paused: tuple[Pause, ...]
     capped: bool
     at: datetime
+    _extra = ("total",)
 
     @property
     def total(self) -> int:
         return sum(self.by_state.values())
 
-    def to_json(self) -> dict[str, Any]:
-        return {"total": self.total, "by_state": self.by_state, "by_kind": self.by_kind, "by_shard": self.by_shard,
-                "lag_seconds": self.lag_seconds, "expiring_soon": self.expiring_soon,
-                "paused": [p.to_json() for p in self.paused], "capped": self.capped, "at": _ts(self.at)}
+
+@dataclass(frozen=True)
+class Shard(_Result):
+    """A shard of one database: where its rows live and its jobs by state (each stored state counted up to
+    STATS_CAP). ``placed``: the shard map places the shard in this database (False: stray jobs, not yet
+    moved)."""
+
+    name: str
+    database: str
+    partition: str  # the table holding its rows: its own partition, or the default one
+    own_partition: bool
+    counts: dict[str, int]
+    placed: bool = True
+    _extra = ("unfinished",)
+
+    @property
+    def unfinished(self) -> int:
+        return sum(self.counts.get(s, 0) for s in ("scheduled", "available", "running"))
 
 
 @dataclass(frozen=True)
-class AuditEntry:
+class AuditEntry(_Result):
     id: int
     at: datetime
     actor: str
@@ -180,25 +197,27 @@ class AuditEntry:
     def from_row(cls, row: AuditRow) -> AuditEntry:
         return cls(row.id, row.at, row.actor, row.action, dict(row.target), row.count, row.detail)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "at": _ts(self.at), "actor": self.actor, "action": self.action,
-                "target": self.target, "count": self.count, "detail": self.detail}
-
 
 class Admin:
     """Operations on a queue's jobs, schedules, shards, pauses and workers (every database of its shard
-    map). ``actor`` names who acts, for the audit log (a surface passes its user)."""
+    map). ``actor`` names who acts, for the audit log (a surface passes its user).
+
+    Bad input (a limit out of range, a cursor this Admin did not make for this filter, a filter that is
+    not a JobFilter) raises a finejobs error (InvalidJobOptions) before anything is read or written."""
 
     def __init__(self, queue: Queue, *, actor: str = "api") -> None:
+        if not isinstance(queue, Queue):
+            raise InvalidJobOptions(f"Admin needs a finejobs.Queue, got {type(queue).__name__}")
         self.queue = queue
-        self.actor = actor
+        self.actor = check_text("actor", actor, max_chars=AUDIT_ACTOR_CHARS)
         self._cache: dict[str, tuple[float, Any]] = {}
         self._cache_lock = threading.Lock()
+        self._keys: dict[str, bytes] = {}
 
     def as_actor(self, actor: str) -> Admin:
         """The same operations, recorded in the audit log as done by ``actor``."""
-        other = Admin(self.queue, actor=check_text("actor", actor, max_chars=200))
-        other._cache, other._cache_lock = self._cache, self._cache_lock
+        other = Admin(self.queue, actor=actor)
+        other._cache, other._cache_lock, other._keys = self._cache, self._cache_lock, self._keys
         return other
 
     @property
@@ -206,15 +225,15 @@ class Admin:
         return self.queue.clock()
 
     def _stores(self, filt: JobFilter) -> list[tuple[str, JobStore]]:
-        if filt.database is not None:
-            if filt.database not in self.queue.databases:
-                raise InvalidJobOptions(f"database: {filt.database!r} is not in the shard map "
-                                        f"({', '.join(self.queue.databases)})")
-            return [(filt.database, self.queue.store_of(filt.database))]
-        if filt.shard is not None:
-            name = self.queue.shard_map.database_for(filt.shard)
-            return [(name, self.queue.store_of(name))]
-        return [(name, self.queue.store_of(name)) for name in self.queue.databases]
+        names = [self._database(filt.database)] if filt.database is not None else \
+            [self.queue.shard_map.database_for(filt.shard)] if filt.shard is not None else self.queue.databases
+        return [(name, self.queue.store_of(name)) for name in names]
+
+    def _database(self, name: str) -> str:
+        if name not in self.queue.databases:
+            raise InvalidJobOptions(f"database: {str(name)[:80]!r} is not in the shard map "
+                                    f"({', '.join(self.queue.databases)})")
+        return name
 
     def _schedule_id(self, store: JobStore, filt: JobFilter) -> int | None:
         return None if filt.schedule is None else store.schedule_id_of(name=filt.schedule)
@@ -222,64 +241,95 @@ class Admin:
     # ---------------------------------------------------------------- reading jobs
 
     def jobs(self, filt: JobFilter | None = None, *, cursor: str | None = None, limit: int = 50) -> JobPage:
-        """A page of matching jobs, newest first (keyset pagination: never OFFSET)."""
-        filt = filt or JobFilter()
+        """A page of matching jobs, newest first (keyset on the id, never OFFSET; database by database with a
+        shard map). A page examines at most PAGE_SCAN rows (those the filter's state and shard select) per
+        database, so it may hold fewer than ``limit`` jobs, even none, and a ``next_cursor``: follow it until
+        None. Pages never repeat or skip a job; jobs newer than the first page are not shown by its cursors."""
+        filt = _filter(filt)
         check_int("limit", limit, 1, PAGE_LIMIT)
-        stores = self._stores(filt)
-        position, before = _parse_cursor(cursor, len(stores))
+        stores, key, now = self._stores(filt), self._cursor_key(), self._now
+        position, before = (0, None) if cursor is None else read_cursor(key, filt, cursor, len(stores))
         jobs: list[Job] = []
         examined = 0
         while position < len(stores) and len(jobs) < limit:
             _, store = stores[position]
-            page = store.job_page(filt=filt, now=self._now, before=before, limit=limit - len(jobs), scan=PAGE_SCAN,
+            page = store.job_page(filt=filt, now=now, before=before, limit=limit - len(jobs), scan=PAGE_SCAN,
                                   schedule_id=self._schedule_id(store, filt))
             jobs += page.jobs
             examined += page.examined
             if page.next_before is not None:
-                return JobPage(tuple(jobs), f"{position}:{page.next_before}", examined)
+                return JobPage(tuple(jobs), make_cursor(key, filt, position, page.next_before), examined)
             position, before = position + 1, None
         more = position < len(stores)
-        return JobPage(tuple(jobs), f"{position}:" if more else None, examined)
+        return JobPage(tuple(jobs), make_cursor(key, filt, position, None) if more else None, examined)
 
     def job(self, job_id: int, *, database: str | None = None) -> Job:
-        return self.queue.get(_job_id(job_id), database=database)
+        """The job with this id (with a shard map: in ``database``, or the one database that has it)."""
+        name = self._locate(_job_id(job_id), database)
+        return self.queue.store_of(name).job_get(job_id=job_id, now=self._now)
 
     def count(self, filt: JobFilter | None = None) -> Count:
-        """How many jobs match (each database examines at most COUNT_CAP rows)."""
-        filt = filt or JobFilter()
+        """How many jobs match among the newest COUNT_CAP (ERROR_COUNT_CAP with an error text) per database
+        that the filter's state selects; ``at_least``: that many were examined, there may be more."""
+        return self._count(_filter(filt), None)
+
+    def _count(self, filt: JobFilter, states: tuple[str, ...] | None) -> Count:
         total, at_least = 0, False
+        now = self._now
+        cap = COUNT_CAP if filt.error is None else ERROR_COUNT_CAP
         for _, store in self._stores(filt):
-            n, more = store.job_count(filt=filt, now=self._now, cap=COUNT_CAP,
-                                      schedule_id=self._schedule_id(store, filt))
+            n, more = store.job_count(filt=filt, now=now, cap=cap, schedule_id=self._schedule_id(store, filt),
+                                      states=states)
             total, at_least = total + n, at_least or more
         return Count(total, at_least)
 
     # ---------------------------------------------------------------- acting on one job
 
     def retry(self, job_id: int, *, database: str | None = None) -> Job:
-        job = self.queue.retry(_job_id(job_id), database=database)
-        self._audit("retry", {"job": job.id}, 1)
+        """Run a failed, expired or cancelled job again now, allowing one more attempt."""
+        name = self._locate(_job_id(job_id), database)
+        job = self.queue.store_of(name).job_retry(job_id=job_id, now=self._now)
+        self._acted("retry", {"job": job.id, "database": name}, 1)
         return job
 
     def cancel(self, job_id: int, reason: str = "cancelled by operator", *, database: str | None = None) -> Job:
-        job = self.queue.cancel(_job_id(job_id), reason, database=database)
-        self._audit("cancel", {"job": job.id}, 1, reason)
+        """Cancel a waiting or running job (a running handler finishes, its outcome is then ignored)."""
+        check_text("reason", reason, max_chars=MAX_MESSAGE_CHARS)
+        name = self._locate(_job_id(job_id), database)
+        job = self.queue.store_of(name).job_cancel(job_id=job_id, now=self._now, reason=reason)
+        self._acted("cancel", {"job": job.id, "database": name}, 1, reason)
         return job
 
     def delete(self, job_id: int, *, database: str | None = None) -> Job:
-        """Delete a job that is not running (its record is gone: prefer cancel for unfinished work)."""
-        job = self.job(job_id, database=database)
-        store = self.queue.store_of(database) if database else self.queue.store_for(job.shard)
-        deleted = store.job_delete(job_id=job.id, now=self._now)
+        """Delete a job that is not running (prefer cancel for unfinished work); returns it as it was."""
+        name = self._locate(_job_id(job_id), database)
+        store = self.queue.store_of(name)
+        deleted = store.job_delete(job_id=job_id, now=self._now)
         if deleted is None:
-            raise FinejobsError(f"cannot delete job {job.id}: it is running (cancel it first)")
-        self._audit("delete", {"job": job.id}, 1)
+            current = store.job_get(job_id=job_id, now=self._now)  # raises JobNotFound if it is gone
+            raise FinejobsError(f"cannot delete job {job_id}: it is {current.state.value} (cancel it first)")
+        self._acted("delete", {"job": deleted.id, "database": name}, 1)
         return deleted
+
+    def _locate(self, job_id: int, database: str | None) -> str:
+        """The database holding a job: the one named, the only one, or the one of the shard map that has it."""
+        if database is not None:
+            return self._database(database)
+        names = self.queue.databases
+        if len(names) == 1:
+            return names[0]
+        holders = [name for name in names if self.queue.store_of(name).job_exists(job_id=job_id)]
+        if len(holders) > 1:
+            raise FinejobsError(f"job id {job_id} exists in databases {', '.join(holders)}: name one (database=)")
+        if not holders:
+            raise JobNotFound(f"no job with id {job_id} in databases {', '.join(names)}")
+        return holders[0]
 
     # ---------------------------------------------------------------- acting on every job matching a filter
 
     def retry_matching(self, filt: JobFilter, *, dry_run: bool = False) -> BulkResult:
-        """Retry every failed, expired or cancelled job matching ``filt`` (not just a page)."""
+        """Retry every failed, expired or cancelled job matching ``filt`` (not just a page). A job whose
+        unique_key an unfinished job now holds is left as it is (``matched - changed`` counts them)."""
         return self._bulk("retry", filt, dry_run=dry_run)
 
     def cancel_matching(self, filt: JobFilter, reason: str = "cancelled by operator", *,
@@ -293,34 +343,36 @@ class Admin:
         return self._bulk("delete", filt, dry_run=dry_run)
 
     def _bulk(self, action: str, filt: JobFilter, *, dry_run: bool, reason: str = "") -> BulkResult:
-        if not isinstance(filt, JobFilter):
-            raise InvalidJobOptions(f"filter must be a finejobs.JobFilter, got {type(filt).__name__}")
-        states = {"retry": ("failed", "expired", "cancelled"), "cancel": ("available", "scheduled", "running"),
-                  "delete": ("available", "scheduled", "succeeded", "failed", "expired", "cancelled")}[action]
-        if filt.state is not None and filt.state.value not in states:
-            raise InvalidJobOptions(f"state: {action} applies to {', '.join(states)} jobs, not {filt.state.value}")
+        """Database by database, in batches (BULK_BATCH jobs, BULK_SCAN rows examined at most), each its own
+        short transaction; then one audit entry."""
+        filt = _filter(filt, required=True)
+        if not isinstance(dry_run, bool):
+            raise InvalidJobOptions(f"dry_run must be True or False, got {dry_run!r}"[:200])
+        states = ACTION_STATES[action]
+        allowed = [*(("scheduled",) if "available" in states else ()), *states]
+        if filt.state is not None and filt.state.value not in allowed:
+            raise InvalidJobOptions(f"state: {action} applies to {', '.join(allowed)} jobs, not {filt.state.value}")
+        stores = self._stores(filt)
         if dry_run:
-            counted = self.count(filt)
+            counted = self._count(filt, states)
             return BulkResult(action, filt, counted.count, 0, True, counted.at_least)
-        changed = 0
-        for _, store in self._stores(filt):
+        now = self._now
+        matched = changed = 0
+        for _, store in stores:
             schedule_id = self._schedule_id(store, filt)
-            after = 0
-            while True:
-                done, highest = store.job_bulk(action=action, filt=filt, now=self._now, after=after,
-                                               limit=BULK_BATCH, reason=reason, schedule_id=schedule_id)
-                changed += done
-                if highest is None:
-                    break
-                after = highest
-        self._invalidate()
-        self._audit(f"{action} matching", {"filter": filt.to_json()}, changed, reason or None)
-        return BulkResult(action, filt, changed, changed, False)
+            after: int | None = 0
+            while after is not None:
+                batch = store.job_bulk(action=action, filt=filt, now=now, after=after, limit=BULK_BATCH,
+                                       scan=BULK_SCAN, reason=reason, schedule_id=schedule_id)
+                matched, changed, after = matched + batch.matched, changed + batch.changed, batch.next_after
+        self._acted(f"{action} matching", {"filter": filt.to_json()}, changed, reason or None)
+        return BulkResult(action, filt, matched, changed, False)
 
     # ---------------------------------------------------------------- counts for pages and metrics
 
     def stats(self, *, fresh: bool = False) -> Overview:
-        """Counts by state, kind and shard, lag and expiring jobs per shard, pauses: cached STATS_TTL seconds."""
+        """Counts by state, kind and shard, lag and expiring jobs per shard, pauses: reused for STATS_TTL
+        seconds (``fresh=True`` counts again; this Admin's own actions also drop the cached counts)."""
         return self._cached("stats", self._stats, fresh=fresh)
 
     def _stats(self) -> Overview:
@@ -333,15 +385,15 @@ class Admin:
         capped = False
         for name in self.queue.databases:
             store = self.queue.store_of(name)
-            rows, more = store.job_counts(now=now, cap=COUNT_CAP)
+            rows, more = store.job_counts(now=now, cap=STATS_CAP)
             capped = capped or more
             for state, kind, shard, n in rows:
-                by_state[state] = by_state.get(state, 0) + n
-                for group, key in ((by_kind, kind), (by_shard, shard)):
-                    counts = group.setdefault(key, {})
-                    counts[state] = counts.get(state, 0) + n
-            lag.update(store.job_lag(now=now))
-            for shard, n in store.job_expiring(now=now, until=now + timedelta(minutes=15)).items():
+                by_state[state] += n
+                _tally(by_kind, kind, state, n)
+                _tally(by_shard, shard, state, n)
+            for shard, seconds in store.job_lag(now=now).items():
+                lag[shard] = max(lag.get(shard, 0.0), seconds)
+            for shard, n in store.job_expiring(now=now, until=now + EXPIRING_WITHIN, cap=COUNT_CAP).items():
                 expiring[shard] = expiring.get(shard, 0) + n
         return Overview(by_state, by_kind, by_shard, lag, expiring, tuple(self.paused()), capped, now)
 
@@ -355,42 +407,36 @@ class Admin:
             self._cache[key] = (time.monotonic(), value)
         return value
 
-    def _invalidate(self) -> None:
-        with self._cache_lock:
-            self._cache.clear()
-
     # ---------------------------------------------------------------- pause and resume
 
     def pause(self, *, kind: str | None = None, shard: str | None = None, reason: str | None = None) -> Pause:
         """Stop workers claiming a kind, a shard, or a kind within a shard (within about a second, in every
-        worker process; running jobs finish). Stored: it survives restarts. Pausing twice is harmless."""
+        worker process; running jobs finish). Stored: it survives restarts. Twice is harmless (the first stays)."""
         kind, shard = _target(kind, shard)
         if reason is not None:
             check_text("reason", reason, max_chars=MAX_MESSAGE_CHARS)
+        added = 0
         for name in self._databases_for(shard):
-            self.queue.store_of(name).pause_add(kind=kind, shard=shard, now=self._now, by=self.actor, reason=reason)
-        self._invalidate()
-        self._audit("pause", {"kind": kind, "shard": shard}, None, reason)
-        found = [p for p in self.paused() if p.kind == kind and p.shard == shard]
-        return found[0]
+            added += self.queue.store_of(name).pause_add(kind=kind, shard=shard, now=self._now, by=self.actor,
+                                                         reason=reason)
+        self._acted("pause", {"kind": kind, "shard": shard}, added, reason)
+        return next(p for p in self.paused() if p.kind == kind and p.shard == shard)
 
     def resume(self, *, kind: str | None = None, shard: str | None = None) -> bool:
-        """Let workers claim it again; False if it was not paused."""
+        """Let workers claim it again; False if it was not paused (nothing is written then)."""
         kind, shard = _target(kind, shard)
-        removed = False
+        removed = 0
         for name in self._databases_for(shard):
-            removed = self.queue.store_of(name).pause_remove(kind=kind, shard=shard) or removed
-        self._invalidate()
+            removed += self.queue.store_of(name).pause_remove(kind=kind, shard=shard)
         if removed:
-            self._audit("resume", {"kind": kind, "shard": shard}, None)
-        return removed
+            self._acted("resume", {"kind": kind, "shard": shard}, removed)
+        return removed > 0
 
     def paused(self) -> list[Pause]:
-        """Every pause, in every database (a kind paused everywhere shows once)."""
+        """Every pause, in every database (a kind paused everywhere shows once), by kind then shard."""
         found: dict[tuple[str | None, str | None], Pause] = {}
-        for name in self.queue.databases:
-            for row in self.queue.store_of(name).pause_list():
-                found.setdefault((row.kind, row.shard), Pause.from_row(row))
+        for row in (r for name in self.queue.databases for r in self.queue.store_of(name).pause_list()):
+            found.setdefault((row.kind, row.shard), Pause.from_row(row))
         return sorted(found.values(), key=lambda p: (p.kind or "", p.shard or ""))
 
     def _databases_for(self, shard: str | None) -> list[str]:
@@ -410,18 +456,54 @@ class Admin:
         """Schedule operations: list, get, add, update, delete, pause, resume, run_now, skip_next, ..."""
         return self.queue.schedules
 
-    def shards(self) -> list[ShardInfo]:
-        """Every shard with jobs or a partition, in every database, with counts by state."""
-        return [info for name in self.queue.databases for info in self.queue.store_of(name).shard_list(now=self._now)]
+    def shards(self) -> list[Shard]:
+        """Every shard with jobs or a partition, in every database, with counts by state; by name."""
+        now = self._now
+        found: list[Shard] = []
+        for name in self.queue.databases:
+            store = self.queue.store_of(name)
+            parts = store.shard_partitions()
+            counts: dict[str, dict[str, int]] = {}
+            for state, _kind, shard, n in store.job_counts(now=now, cap=STATS_CAP)[0]:
+                _tally(counts, shard, state, n)
+            for shard in sorted(set(parts) | set(counts)):
+                found.append(Shard(shard, name, parts.get(shard, DEFAULT_PARTITION), shard in parts,
+                                   {k: v for k, v in counts.get(shard, {}).items() if v},
+                                   self.queue.shard_map.database_for(shard) == name))
+        return sorted(found, key=lambda s: (s.name, s.database))
 
     def audit(self, *, before: int | None = None, limit: int = 50) -> list[AuditEntry]:
-        """The newest entries of the default database's audit log."""
+        """The newest entries of the audit log (in the default database), older than entry ``before``."""
         check_int("limit", limit, 1, PAGE_LIMIT)
+        if before is not None:
+            check_int("before", before, 1, 2**63 - 1)
         return [AuditEntry.from_row(r) for r in self.queue.store.audit_list(before=before, limit=limit)]
 
-    def _audit(self, action: str, target: dict[str, Any], count: int | None, detail: str | None = None) -> None:
+    def _acted(self, action: str, target: dict[str, Any], count: int | None, detail: str | None = None) -> None:
+        """After an action: drop the cached counts, write the audit entry (who, what, which, how many)."""
+        with self._cache_lock:
+            self._cache.clear()
         self.queue.store.audit_add(actor=self.actor, action=action, target=target, count=count, detail=detail,
                                    now=self._now)
+
+    def _cursor_key(self) -> bytes:
+        """The key of this queue's cursors: the default database's identity (made at migration, never shown)."""
+        if "cursor" not in self._keys:
+            self._keys["cursor"] = cursor_key(self.queue.store.database_id())
+        return self._keys["cursor"]
+
+
+def _tally(groups: dict[str, dict[str, int]], name: str, state: str, n: int) -> None:
+    group = groups.setdefault(name, {})
+    group[state] = group.get(state, 0) + n
+
+
+def _filter(filt: JobFilter | None, *, required: bool = False) -> JobFilter:
+    if filt is None and not required:
+        return JobFilter()
+    if not isinstance(filt, JobFilter):
+        raise InvalidJobOptions(f"filter must be a finejobs.JobFilter, got {type(filt).__name__}")
+    return filt
 
 
 def _target(kind: str | None, shard: str | None) -> tuple[str | None, str | None]:
@@ -436,20 +518,3 @@ def _target(kind: str | None, shard: str | None) -> tuple[str | None, str | None
 
 def _job_id(value: Any) -> int:
     return check_int("job id", value, 1, 2**63 - 1)
-
-
-def _parse_cursor(cursor: str | None, databases: int) -> tuple[int, int | None]:
-    """A cursor is ``"<database position>:<id>"`` (the id empty at a database's start)."""
-    if cursor is None:
-        return 0, None
-    if not isinstance(cursor, str) or len(cursor) > 40:
-        raise InvalidJobOptions("cursor: not a cursor from a previous page")
-    position, _, before = cursor.partition(":")
-    try:
-        where, below = int(position), (int(before) if before else None)
-    except ValueError:
-        raise InvalidJobOptions(f"cursor: not a cursor from a previous page: {cursor!r}") from None
-    if not 0 <= where <= databases or (below is not None and below < 1):
-        raise InvalidJobOptions(f"cursor: not a cursor from a previous page: {cursor!r}")
-    return where, below
-

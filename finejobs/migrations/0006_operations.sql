@@ -10,8 +10,12 @@
 --
 -- finejobs_audit: who did what to which jobs (operator actions from the console, the REST API, the CLI).
 --
--- finejobs_jobs_finished_id_idx: operators list finished jobs newest first (keyset on id) by state; the
--- index is partial, so it is written once per job (when it finishes), never on the claim.
+-- finejobs_jobs_finished_id_idx: the state index of the operations API (finejobs.store.operations). Pages
+-- list jobs newest first (keyset on id) by state, counts and stats count the newest rows of each state:
+-- (state, id, shard) seeks a state (and a shard in the default partition) in id order, and with kind and
+-- run_at included, stats and counts are index-only scans. It holds every state but running, so a claim and
+-- a heartbeat never write it; an enqueue, a retry and a completion write it once. (Its name, and that of the
+-- default partition's copy, finejobs_jobs_other_state_id_idx, are among the names sharding.py reserves.)
 
 CREATE TABLE finejobs_pauses (
     id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -51,5 +55,9 @@ CREATE TABLE finejobs_audit (
     detail  text
 );
 
-CREATE INDEX finejobs_jobs_finished_id_idx ON finejobs_jobs (state, id)
-    WHERE state IN ('succeeded', 'failed', 'expired', 'cancelled');
+-- The default partition's copy first, under a name of our choosing: the index on the partitioned table then
+-- adopts it (and creates one for each shard partition, named by PostgreSQL).
+CREATE INDEX finejobs_jobs_other_state_id_idx ON finejobs_jobs_other (state, id, shard) INCLUDE (kind, run_at)
+    WHERE state <> 'running';
+CREATE INDEX finejobs_jobs_finished_id_idx ON finejobs_jobs (state, id, shard) INCLUDE (kind, run_at)
+    WHERE state <> 'running';

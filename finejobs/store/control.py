@@ -60,7 +60,8 @@ _RESUME = sa.text(
     "AND coalesce(shard, '') = coalesce(:shard, '') RETURNING 1) "
     "SELECT count(*) AS n, pg_notify(:channel, 'pause') FROM gone")
 _PAUSES = sa.text(
-    "SELECT kind, shard, paused_at, paused_by, reason FROM finejobs_pauses ORDER BY kind NULLS FIRST, shard")
+    "SELECT kind, shard, paused_at, paused_by, reason FROM finejobs_pauses "
+    "ORDER BY kind NULLS FIRST, shard NULLS FIRST LIMIT 10000")
 _WORKER_UPSERT = sa.text(
     "INSERT INTO finejobs_workers (id, host, pid, version, database, shards, kinds, concurrency, started_at, "
     "seen_at, in_flight, counters, info) VALUES (:id, :host, :pid, :version, :database, :shards, :kinds, "

@@ -1,24 +1,36 @@
 """The SQL of the operations API: filtered keyset pages, bounded counts, bulk actions in batches, counts.
 
-Every statement is bounded. A page examines at most ``scan`` rows past its cursor, newest first, through
-an index that fits the state and shard of the filter (the primary key, or the partial index of finished
-states, in the shard's partition); the other conditions (kind, schedule, error text, times) are checked
-on those rows only, and when the examined rows run out before the page is full, the page says where to go
-on. Counts stop at a cap. A bulk action changes at most ``limit`` rows per statement, each batch its own
-short transaction. The SQL text is made of fixed fragments; every value is a bound parameter.
+Every statement is bounded. A filter splits in two (see ``_where``): the conditions an index can seek on
+(the stored state, the shard) choose the rows a statement *examines*, newest first, through the primary
+key or the state index of migration 0006 (``(state, id, shard) INCLUDE (kind, run_at)``, every state but
+running), and at most ``scan`` (or ``cap``) of them; the other conditions (kind, schedule, error text,
+times) are checked on the examined rows only. A page whose examined rows ran out before it was full says
+where to go on; a count that examined its cap says the real number may be higher; a bulk batch examines
+at most ``scan`` rows and changes at most ``limit``, each batch its own short transaction.
+
+The SQL text is made of fixed fragments. Values from a caller are bound parameters; stored states and row
+limits are literals (states from a fixed set, limits validated integers), because the engine runs with
+``plan_cache_mode=force_generic_plan``: a generic plan cannot use a partial index for ``state = $1`` and
+guesses at ``LIMIT $1``, so a parameter there would turn a short index scan into a walk of the table once
+psycopg prepares the statement. ``tests/integration/test_admin.py`` checks the plans, generic ones included.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from finejobs.filters import JobFilter
-from finejobs.jobs import FINAL_STATES, Job, JobState
+from finejobs.jobs import Job, JobState
 from finejobs.store._base import StoreBase
+from finejobs.store.tables import NOTIFY_CHANNEL
+
+# The stored states, in the order stats counts them ("scheduled" is stored as "available").
+STORED_STATES = ("available", "running", "succeeded", "failed", "expired", "cancelled")
 
 # Which stored states an action may move a job out of.
 ACTION_STATES: dict[str, tuple[str, ...]] = {
@@ -37,44 +49,251 @@ class PageRows:
     examined: int
 
 
-def _where(filt: JobFilter, now: datetime, schedule_id: int | None) -> tuple[list[str], list[str], dict[str, Any]]:
-    """The filter as (indexed conditions, other conditions, parameters)."""
-    indexed: list[str] = []
-    other: list[str] = []
-    params: dict[str, Any] = {"now": now}
-    if filt.state is JobState.SCHEDULED:
-        indexed.append("state = 'available'")
-        other.append("run_at > :now")
-    elif filt.state is JobState.AVAILABLE:
-        indexed.append("state = 'available'")
-        other.append("run_at <= :now")
-    elif filt.state is not None:
-        indexed.append("state = :state")
-        params["state"] = filt.state.value
+@dataclass(frozen=True)
+class BulkBatch:
+    """One batch of a bulk action: ``matched`` jobs found among the examined rows, ``changed`` of them
+    changed (the rest were locked by someone else at that moment, or, for a retry, their unique_key is held
+    by an unfinished job); ``next_after`` is where the next batch starts (None: nothing left)."""
+
+    matched: int
+    changed: int
+    next_after: int | None
+
+
+@dataclass(frozen=True)
+class _Where:
+    """A filter as SQL: ``seek`` conditions choose the examined rows (an index seeks on them), ``check``
+    conditions are tested on the examined rows, which then need ``columns``."""
+
+    seek: list[str] = field(default_factory=list)
+    check: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    columns: list[str] = field(default_factory=list)
+
+
+def _literal(state: str) -> str:
+    """A stored state as an SQL literal (from the fixed set only: never a caller's string)."""
+    if state not in STORED_STATES:
+        raise ValueError(f"not a stored state: {state!r}")
+    return f"'{state}'"
+
+
+def _in(states: tuple[str, ...]) -> str:
+    return f"state IN ({', '.join(_literal(s) for s in states)})"
+
+
+def _where(filt: JobFilter, now: datetime, schedule_id: int | None, *, shard_seek: bool = True) -> _Where:
+    """The filter as SQL (``shard_seek=False``: the shard is checked on the examined rows, not sought)."""
+    w = _Where(params={"now": now})
+
+    def check(sql: str, *columns: str) -> None:
+        w.check.append(sql)
+        w.columns.extend(c for c in columns if c not in w.columns)
+
+    state = filt.state
+    if state is JobState.SCHEDULED or state is JobState.AVAILABLE:
+        w.seek.append("state = 'available'")
+        check("run_at > :now" if state is JobState.SCHEDULED else "run_at <= :now", "run_at")
+    elif state is not None:
+        w.seek.append(f"state = {_literal(state.value)}")
     if filt.shard is not None:
-        indexed.append("shard = :shard")
-        params["shard"] = filt.shard
+        if shard_seek:
+            w.seek.append("shard = :shard")
+        else:
+            check("shard = :shard", "shard")
+        w.params["shard"] = filt.shard
     if filt.kind is not None:
-        other.append("kind = :kind")
-        params["kind"] = filt.kind
+        check("kind = :kind", "kind")
+        w.params["kind"] = filt.kind
     if filt.schedule is not None:
-        other.append("schedule_id = :schedule_id")
-        params["schedule_id"] = -1 if schedule_id is None else schedule_id
-    for name, sql in (("created_after", "created_at >= :created_after"),
-                      ("created_before", "created_at < :created_before"),
-                      ("finished_after", "finished_at >= :finished_after"),
-                      ("finished_before", "finished_at < :finished_before")):
+        check("schedule_id = :schedule_id", "schedule_id")
+        w.params["schedule_id"] = -1 if schedule_id is None else schedule_id  # no such schedule: no job
+    for name, sql, column in (("created_after", "created_at >= :created_after", "created_at"),
+                              ("created_before", "created_at < :created_before", "created_at"),
+                              ("finished_after", "finished_at >= :finished_after", "finished_at"),
+                              ("finished_before", "finished_at < :finished_before", "finished_at")):
         if getattr(filt, name) is not None:
-            other.append(sql)
-            params[name] = getattr(filt, name)
+            check(sql, column)
+            w.params[name] = getattr(filt, name)
     if filt.error is not None:
-        other.append("(errors -> -1 ->> 'message') ILIKE :error ESCAPE '\\'")
-        params["error"] = "%" + filt.error.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    return indexed, other, params
+        # The last attempt's message (a row whose errors are not a list, written around finejobs, has none).
+        check("(CASE WHEN jsonb_typeof(errors) = 'array' THEN errors -> -1 ->> 'message' END) ILIKE :error "
+              "ESCAPE '\\'", "errors")
+        w.params["error"] = "%" + filt.error.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return w
 
 
 def _and(conditions: list[str]) -> str:
     return " AND ".join(conditions) if conditions else "true"
+
+
+# The columns the state index holds (key or INCLUDE) besides the state: checks on these need no row.
+_INDEXED = frozenset({"id", "shard", "kind", "run_at"})
+
+
+def _examine(*, seek: list[str], columns: list[str], descending: bool, limit: int) -> str:
+    """A SELECT of the examined rows' id, shard and ``columns``: at most ``limit`` rows of those ``seek``
+    selects, in id order. When the seek names a state but a check needs a column the state index does
+    not hold, the ids come from an index-only scan of the state index and each row is then read by its
+    primary key (else the planner takes the primary key, in id order, and walks every other state's rows)."""
+    order = "id DESC" if descending else "id"
+    wanted = [c for c in columns if c not in ("id", "shard")]
+    by_state = any(c.startswith("state ") for c in seek)
+    if not by_state or set(wanted) <= _INDEXED:
+        return (f"SELECT {', '.join(['id', 'shard', *wanted])} FROM finejobs_jobs WHERE {_and(seek)} "
+                f"ORDER BY {order} LIMIT {_count(limit, 'limit')}")
+    return (f"SELECT k.id, k.shard, {', '.join('r.' + c for c in wanted)} FROM (SELECT id, shard FROM finejobs_jobs "
+            f"WHERE {_and(seek)} ORDER BY {order} LIMIT {_count(limit, 'limit')}) AS k "
+            f"CROSS JOIN LATERAL (SELECT {', '.join(wanted)} FROM finejobs_jobs AS j "
+            "WHERE j.id = k.id AND j.shard = k.shard LIMIT 1) AS r")
+
+
+def _count(value: int, name: str) -> int:
+    """A row limit, checked before it becomes a literal of the SQL text."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10_000_000:
+        raise ValueError(f"{name} must be an integer within 1..10000000, got {value!r}")
+    return value
+
+
+# The full rows of the hits, by primary key, one at a time (LIMIT 1 keeps the planner from joining the
+# whole table instead).
+_HIT_ROWS = ("CROSS JOIN LATERAL (SELECT * FROM finejobs_jobs AS j WHERE j.id = hits.id AND j.shard = hits.shard "
+             "LIMIT 1) AS j")
+
+
+def page_statement(filt: JobFilter, *, now: datetime, before: int | None, limit: int, scan: int,
+                   schedule_id: int | None = None) -> tuple[sa.TextClause, dict[str, Any]]:
+    """The statement of ``job_page`` and its parameters (also for the plan tests)."""
+    w = _where(filt, now, schedule_id)
+    seek = list(w.seek)
+    if before is not None:
+        seek.append("id < :before")
+        w.params["before"] = before
+    stmt = sa.text(
+        f"WITH examined AS MATERIALIZED ({_examine(seek=seek, columns=w.columns, descending=True, limit=scan)}), "
+        f"hits AS MATERIALIZED (SELECT id, shard FROM examined WHERE {_and(w.check)} "
+        f"ORDER BY id DESC LIMIT {_count(limit, 'limit') + 1}) "
+        "SELECT e.examined_low, e.examined_n, j.* "
+        "FROM (SELECT min(id) AS examined_low, count(*) AS examined_n FROM examined) AS e "
+        f"LEFT JOIN (hits {_HIT_ROWS}) ON true ORDER BY j.id DESC")
+    return stmt, w.params
+
+
+def count_statement(filt: JobFilter, *, now: datetime, cap: int, schedule_id: int | None = None,
+                    states: tuple[str, ...] | None = None, shard_seek: bool = True,
+                    ) -> tuple[sa.TextClause, dict[str, Any]]:
+    """The statement of ``job_count`` (``states``: only jobs in these stored states; ``shard_seek``: the
+    shard has a partition of its own, so seeking it prunes the others)."""
+    w = _where(filt, now, schedule_id, shard_seek=shard_seek)
+    check, columns = list(w.check), list(w.columns)
+    if states is not None and filt.state is None:
+        if len(states) == 1:
+            w.seek.append(f"state = {_literal(states[0])}")
+        else:
+            check.append(_in(states))
+            columns.append("state")
+    stmt = sa.text(
+        f"SELECT count(*) FILTER (WHERE {_and(check)}) AS n, count(*) AS examined FROM ("
+        f"{_examine(seek=w.seek, columns=columns, descending=True, limit=cap)}) AS examined")
+    return stmt, w.params
+
+
+def bulk_pick_statement(action: str, filt: JobFilter, *, now: datetime, after: int, limit: int, scan: int,
+                        schedule_id: int | None = None) -> tuple[sa.TextClause, dict[str, Any]]:
+    """The first statement of a bulk batch: examine at most ``scan`` rows above ``after`` (oldest first),
+    lock (SKIP LOCKED) at most ``limit`` of those that match and may take the action."""
+    w = _where(filt, now, schedule_id)
+    states = ACTION_STATES[action]
+    check, columns = list(w.check), list(w.columns)
+    if filt.state is None:
+        check.append(_in(states))
+        columns.append("state")
+    w.params["after"] = after
+    examine = _examine(seek=[*w.seek, "id > :after"], columns=columns, descending=False, limit=scan)
+    stmt = sa.text(
+        f"WITH examined AS MATERIALIZED ({examine}), "
+        f"hits AS MATERIALIZED (SELECT id, shard FROM examined WHERE {_and(check)} "
+        f"ORDER BY id LIMIT {_count(limit, 'limit')}), "
+        "locked AS (SELECT l.id, l.shard FROM hits CROSS JOIN LATERAL (SELECT j.id, j.shard FROM finejobs_jobs AS j "
+        f"WHERE j.id = hits.id AND j.shard = hits.shard AND j.{_in(states)} LIMIT 1 FOR UPDATE SKIP LOCKED) AS l) "
+        "SELECT (SELECT max(id) FROM examined) AS examined_high, (SELECT count(*) FROM hits) AS matched, "
+        "(SELECT max(id) FROM hits) AS hits_high, locked.id, locked.shard "
+        "FROM (SELECT 1) AS one LEFT JOIN locked ON true ORDER BY locked.id")
+    return stmt, w.params
+
+
+@functools.lru_cache(maxsize=64)
+def state_counts_statement(state: str, cap: int) -> sa.TextClause:
+    """(state, kind, shard, n) of the newest ``cap`` jobs in one stored state: an index-only scan of the
+    state index (running jobs, few, through the lease index)."""
+    label = "CASE WHEN run_at > :now THEN 'scheduled' ELSE 'available' END" if state == "available" \
+        else _literal(state)
+    return sa.text(
+        f"SELECT {label} AS state, kind, shard, count(*) AS n FROM (SELECT kind, shard, run_at FROM finejobs_jobs "
+        f"WHERE state = {_literal(state)} ORDER BY id DESC LIMIT {_count(cap, 'cap')}) AS newest "
+        "GROUP BY 1, 2, 3")
+
+
+# Per shard, the oldest run_at among due waiting jobs: a skip scan over the claim index (shard, priority
+# DESC, run_at, id), one probe per (shard, priority) that has waiting jobs. The first entry of each such
+# group is its oldest run_at, so a group whose first entry is not yet due has no due job at all.
+LAG_STATEMENT = sa.text(
+    """
+    WITH RECURSIVE g(shard, priority, run_at) AS (
+        (SELECT shard, priority, run_at FROM finejobs_jobs WHERE state = 'available'
+         ORDER BY shard, priority DESC, run_at, id LIMIT 1)
+        UNION ALL
+        SELECT n.shard, n.priority, n.run_at FROM g CROSS JOIN LATERAL (
+            SELECT c.shard, c.priority, c.run_at FROM (
+                (SELECT shard, priority, run_at FROM finejobs_jobs
+                 WHERE state = 'available' AND shard = g.shard AND priority < g.priority
+                 ORDER BY priority DESC, run_at, id LIMIT 1)
+                UNION ALL
+                (SELECT shard, priority, run_at FROM finejobs_jobs WHERE state = 'available' AND shard > g.shard
+                 ORDER BY shard, priority DESC, run_at, id LIMIT 1)
+            ) AS c LIMIT 1
+        ) AS n
+    )
+    SELECT shard, min(run_at) AS oldest FROM g WHERE run_at <= :now GROUP BY shard
+    """
+)
+
+
+@functools.lru_cache(maxsize=8)
+def expiring_statement(cap: int) -> sa.TextClause:
+    """Per shard, waiting jobs whose expires_at falls in [now, until): a range of the expiry index."""
+    return sa.text(
+        "SELECT shard, count(*) AS n FROM (SELECT shard FROM finejobs_jobs WHERE state = 'available' "
+        "AND expires_at >= :now AND expires_at < :until ORDER BY expires_at "
+        f"LIMIT {_count(cap, 'cap')}) AS soon GROUP BY shard")
+
+
+_OWN_PARTITION = sa.text(
+    "SELECT EXISTS (SELECT 1 FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid "
+    "WHERE i.inhparent = CAST('finejobs_jobs' AS regclass) "
+    "AND pg_get_expr(c.relpartbound, c.oid) = format('FOR VALUES IN (%L)', CAST(:shard AS text)))")
+
+_BY_IDS = "j.id = ANY(CAST(:ids AS bigint[])) AND j.shard = ANY(CAST(:shards AS text[]))"
+_CHANGE = {
+    # As JobRowsStore.job_retry, leaving alone a job whose unique_key an unfinished job holds.
+    "retry": sa.text(
+        "UPDATE finejobs_jobs AS j SET state = 'available', run_at = :now, finished_at = NULL, "
+        "max_attempts = GREATEST(j.max_attempts, j.attempt + 1), "
+        "expires_at = CASE WHEN j.expires_at IS NOT NULL AND j.expires_at <= :now THEN NULL ELSE j.expires_at END "
+        f"WHERE {_BY_IDS} AND j.{_in(ACTION_STATES['retry'])} AND (j.unique_key IS NULL OR NOT EXISTS ("
+        "SELECT 1 FROM finejobs_jobs AS h WHERE h.shard = j.shard AND h.unique_key = j.unique_key "
+        "AND h.state IN ('available', 'running'))) RETURNING j.shard, j.run_at"),
+    # As JobRowsStore.job_cancel: a running handler's late outcome is then ignored.
+    "cancel": sa.text(
+        "UPDATE finejobs_jobs AS j SET state = 'cancelled', finished_at = :now, lease_owner = NULL, "
+        "lease_expires_at = NULL, errors = j.errors || jsonb_build_array(jsonb_build_object('attempt', j.attempt, "
+        "'at', CAST(:now_iso AS text), 'error', 'Cancelled', 'message', CAST(:reason AS text), 'traceback', NULL, "
+        f"'worker', NULL)) WHERE {_BY_IDS} AND j.{_in(ACTION_STATES['cancel'])} RETURNING j.shard, j.run_at"),
+    "delete": sa.text(
+        f"DELETE FROM finejobs_jobs AS j WHERE {_BY_IDS} AND j.{_in(ACTION_STATES['delete'])} "
+        "RETURNING j.shard, j.run_at"),
+}
+_NOTIFY = sa.text("SELECT count(pg_notify(:channel, s)) FROM unnest(CAST(:shards AS text[])) AS s")
 
 
 class OperationsStore(StoreBase):
@@ -88,18 +307,9 @@ class OperationsStore(StoreBase):
 
     def job_page(self, *, filt: JobFilter, now: datetime, before: int | None, limit: int, scan: int,
                  schedule_id: int | None = None) -> PageRows:
-        """Up to ``limit`` matching jobs with ids below ``before``, newest first, examining at most ``scan``."""
-        indexed, other, params = _where(filt, now, schedule_id)
-        if before is not None:
-            indexed.append("id < :before")
-            params["before"] = before
-        params.update(scan=scan, limit=limit + 1)
-        stmt = sa.text(
-            f"WITH examined AS (SELECT * FROM finejobs_jobs WHERE {_and(indexed)} ORDER BY id DESC LIMIT :scan), "
-            f"hits AS (SELECT * FROM examined WHERE {_and(other)} ORDER BY id DESC LIMIT :limit) "
-            "SELECT (SELECT min(id) FROM examined) AS examined_low, (SELECT count(*) FROM examined) AS examined_n, "
-            "hits.* FROM (SELECT 1) AS one LEFT JOIN hits ON true ORDER BY hits.id DESC"
-        )
+        """Up to ``limit`` matching jobs with ids below ``before``, newest first, examining at most ``scan``
+        rows: when those ran out first, ``next_before`` says where the next page goes on."""
+        stmt, params = page_statement(filt, now=now, before=before, limit=limit, scan=scan, schedule_id=schedule_id)
         with self.transaction(autocommit=True) as conn:
             rows = list(conn.execute(stmt, params).mappings())
         low, examined = rows[0]["examined_low"], int(rows[0]["examined_n"])
@@ -110,49 +320,59 @@ class OperationsStore(StoreBase):
             return PageRows(jobs, int(low), examined)  # the examined rows ran out, maybe not the matches
         return PageRows(jobs, None, examined)
 
-    def job_count(self, *, filt: JobFilter, now: datetime, cap: int,
-                  schedule_id: int | None = None) -> tuple[int, bool]:
-        """How many jobs match; at most ``cap`` rows are examined (the bool: the count may be higher)."""
-        indexed, other, params = _where(filt, now, schedule_id)
-        params["cap"] = cap
-        stmt = sa.text(
-            f"WITH examined AS (SELECT * FROM finejobs_jobs WHERE {_and(indexed)} LIMIT :cap) "
-            f"SELECT count(*) FILTER (WHERE {_and(other)}) AS n, count(*) AS examined FROM examined")
+    def job_count(self, *, filt: JobFilter, now: datetime, cap: int, schedule_id: int | None = None,
+                  states: tuple[str, ...] | None = None) -> tuple[int, bool]:
+        """How many jobs match among the newest ``cap`` that the filter's state (and the shard, if it has a
+        partition of its own) select: the bool says that many were examined, so the count may be higher.
+        A shard in the default partition is checked on the examined rows, not sought: seeking it would walk
+        the other shards' rows there, an unbounded number. ``states``: only jobs in these stored states."""
         with self.transaction(autocommit=True) as conn:
+            own = filt.shard is not None and bool(conn.execute(_OWN_PARTITION, {"shard": filt.shard}).scalar())
+            stmt, params = count_statement(filt, now=now, cap=cap, schedule_id=schedule_id, states=states,
+                                           shard_seek=own)
             row = conn.execute(stmt, params).one()
         return int(row.n), int(row.examined) >= cap
 
-    def job_bulk(self, *, action: str, filt: JobFilter, now: datetime, after: int, limit: int, reason: str = "",
-                 schedule_id: int | None = None) -> tuple[int, int | None]:
-        """One batch of a bulk action over the matching jobs with ids above ``after``: at most ``limit`` are
-        locked (SKIP LOCKED) and changed in one statement. Returns how many changed and the highest id
-        examined (None: nothing was left). A retry whose unique_key an unfinished job holds is left as is."""
-        indexed, other, params = _where(filt, now, schedule_id)
-        states = ACTION_STATES[action]
-        params.update(after=after, limit=limit, states=list(states), now_iso=now.isoformat(), reason=reason)
-        pick = (f"SELECT id, shard FROM finejobs_jobs WHERE {_and(indexed + other)} AND state = ANY(:states) "
-                "AND id > :after ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED")
-        change = _ACTIONS[action]
+    def job_bulk(self, *, action: str, filt: JobFilter, now: datetime, after: int, limit: int, scan: int,
+                 reason: str = "", schedule_id: int | None = None) -> BulkBatch:
+        """One batch of a bulk action, in one short transaction: among at most ``scan`` rows with ids above
+        ``after``, at most ``limit`` matching jobs are locked (SKIP LOCKED: one a worker holds at that moment
+        is left alone) and changed. A retry leaves alone a job whose unique_key an unfinished job holds."""
+        stmt, params = bulk_pick_statement(action, filt, now=now, after=after, limit=limit, scan=scan,
+                                           schedule_id=schedule_id)
+        change = _CHANGE[action]
         with self.transaction() as conn:
-            picked = [(int(r.id), str(r.shard)) for r in conn.execute(sa.text(pick), params)]
-            if not picked:
-                return 0, None
-            ids = [i for i, _ in picked]
-            shards = [s for _, s in picked]
+            rows = list(conn.execute(stmt, params).mappings())
+            head = rows[0]
+            if head["examined_high"] is None:
+                return BulkBatch(0, 0, None)
+            matched = int(head["matched"])
+            next_after = int(head["hits_high"]) if matched >= limit else int(head["examined_high"])
+            picked = [(int(r["id"]), str(r["shard"])) for r in rows if r["id"] is not None]
+            values = {"now": now, "now_iso": now.isoformat(), "reason": reason}
             try:
                 with conn.begin_nested():
-                    changed = conn.execute(change, {**params, "ids": ids, "shards": shards}).rowcount
-                return changed, ids[-1]
-            except sa.exc.IntegrityError:
-                pass
-            changed = 0
-            for job_id, shard in picked:  # one at a time: keep those whose unique_key is held
-                try:
-                    with conn.begin_nested():
-                        changed += conn.execute(change, {**params, "ids": [job_id], "shards": [shard]}).rowcount
-                except sa.exc.IntegrityError:
-                    continue
-            return changed, ids[-1]
+                    done = self._change(conn, change, picked, values)
+            except sa.exc.IntegrityError:  # two jobs of this batch share a unique_key: one at a time
+                done = []
+                for one in picked:
+                    try:
+                        with conn.begin_nested():
+                            done += self._change(conn, change, [one], values)
+                    except sa.exc.IntegrityError:
+                        continue
+            due = sorted({shard for shard, run_at in done if run_at <= now})
+            if action == "retry" and due:
+                conn.execute(_NOTIFY, {"channel": NOTIFY_CHANNEL, "shards": due})
+            return BulkBatch(matched, len(done), next_after)
+
+    @staticmethod
+    def _change(conn: sa.Connection, change: sa.TextClause, picked: list[tuple[int, str]],
+                values: dict[str, Any]) -> list[tuple[str, datetime]]:
+        if not picked:
+            return []
+        params = {**values, "ids": [i for i, _ in picked], "shards": sorted({s for _, s in picked})}
+        return [(str(r.shard), r.run_at) for r in conn.execute(change, params)]
 
     def job_delete(self, *, job_id: int, now: datetime) -> Job | None:
         """Delete one job that is not running; returns it as it was (None: no such job, or it is running)."""
@@ -162,61 +382,38 @@ class OperationsStore(StoreBase):
         return None if row is None else Job.from_row(row, now=now)
 
     def job_counts(self, *, now: datetime, cap: int) -> tuple[list[tuple[str, str, str, int]], bool]:
-        """(state, kind, shard, count) rows. Waiting and running jobs are counted exactly (their partial
-        indexes); each finished state through its partial index, the newest ``cap`` rows at most (the bool
-        says whether a count stopped there)."""
+        """(state, kind, shard, count) rows: in each stored state the newest ``cap`` jobs at most, each
+        through an index-only scan (the bool: some state has more)."""
         rows: list[tuple[str, str, str, int]] = []
         capped = False
         with self.transaction(autocommit=True) as conn:
-            for r in conn.execute(_UNFINISHED_COUNTS, {"now": now}):
-                rows.append((r.state, r.kind, r.shard, int(r.n)))
-            for state in sorted(s.value for s in FINAL_STATES):
-                found = [(state, r.kind, r.shard, int(r.n)) for r in conn.execute(
-                    _FINISHED_COUNTS, {"state": state, "cap": cap + 1})]
-                if sum(n for *_, n in found) > cap:
+            for stored in STORED_STATES:
+                found = [(str(r.state), str(r.kind), str(r.shard), int(r.n))
+                         for r in conn.execute(state_counts_statement(stored, cap + 1), {"now": now})]
+                total = sum(n for *_, n in found)
+                if total > cap:
                     capped = True
+                    _trim(found, total - cap)
                 rows += found
         return rows, capped
 
     def job_lag(self, *, now: datetime) -> dict[str, float]:
-        """Per shard, the age in seconds of the oldest job that may run now (0 for none waiting)."""
+        """Per shard with due waiting jobs, the age in seconds of the oldest (a shard with none is left out)."""
         with self.transaction(autocommit=True) as conn:
-            return {r.shard: max(0.0, (now - r.oldest).total_seconds())
-                    for r in conn.execute(_LAG, {"now": now})}
+            return {str(r.shard): max(0.0, (now - r.oldest).total_seconds())
+                    for r in conn.execute(LAG_STATEMENT, {"now": now})}
 
-    def job_expiring(self, *, now: datetime, until: datetime) -> dict[str, int]:
-        """Per shard, waiting jobs whose expires_at falls before ``until`` (through the expiry index)."""
+    def job_expiring(self, *, now: datetime, until: datetime, cap: int = 100_000) -> dict[str, int]:
+        """Per shard, waiting jobs whose expires_at falls in [now, until) (at most ``cap`` in all)."""
         with self.transaction(autocommit=True) as conn:
-            return {r.shard: int(r.n) for r in conn.execute(_EXPIRING, {"now": now, "until": until})}
+            return {str(r.shard): int(r.n)
+                    for r in conn.execute(expiring_statement(cap), {"now": now, "until": until})}
 
 
-_UNFINISHED_COUNTS = sa.text(
-    "SELECT CASE WHEN state = 'available' AND run_at > :now THEN 'scheduled' ELSE state END AS state, "
-    "kind, shard, count(*) AS n FROM finejobs_jobs WHERE state IN ('available', 'running') GROUP BY 1, 2, 3")
-_FINISHED_COUNTS = sa.text(
-    "SELECT kind, shard, count(*) AS n FROM (SELECT kind, shard FROM finejobs_jobs WHERE state = :state "
-    "ORDER BY state, id DESC LIMIT :cap) AS newest GROUP BY 1, 2")
-_LAG = sa.text(
-    "SELECT shard, min(run_at) AS oldest FROM finejobs_jobs WHERE state = 'available' AND run_at <= :now "
-    "GROUP BY shard")
-_EXPIRING = sa.text(
-    "SELECT shard, count(*) AS n FROM finejobs_jobs WHERE state = 'available' AND expires_at IS NOT NULL "
-    "AND expires_at >= :now AND expires_at < :until GROUP BY shard")
-
-_MATCH = "FROM unnest(CAST(:ids AS bigint[]), CAST(:shards AS text[])) AS p(id, shard) " \
-         "WHERE j.id = p.id AND j.shard = p.shard AND j.state = ANY(:states)"
-_ACTIONS = {
-    "retry": sa.text(
-        "UPDATE finejobs_jobs AS j SET state = 'available', run_at = :now, finished_at = NULL, "
-        "max_attempts = GREATEST(j.max_attempts, j.attempt + 1), "
-        "expires_at = CASE WHEN j.expires_at IS NOT NULL AND j.expires_at <= :now THEN NULL ELSE j.expires_at END "
-        + _MATCH),
-    "cancel": sa.text(
-        "UPDATE finejobs_jobs AS j SET state = 'cancelled', finished_at = :now, lease_owner = NULL, "
-        "lease_expires_at = NULL, errors = j.errors || jsonb_build_array(jsonb_build_object('attempt', j.attempt, "
-        "'at', CAST(:now_iso AS text), 'error', 'Cancelled', 'message', CAST(:reason AS text), 'traceback', NULL, "
-        "'worker', NULL)) " + _MATCH),
-    "delete": sa.text("DELETE FROM finejobs_jobs AS j USING (SELECT * FROM unnest(CAST(:ids AS bigint[]), "
-                      "CAST(:shards AS text[])) AS q(id, shard)) AS p "
-                      "WHERE j.id = p.id AND j.shard = p.shard AND j.state = ANY(:states)"),
-}
+def _trim(found: list[tuple[str, str, str, int]], extra: int) -> None:
+    """Take the one row counted past the cap off the largest group (so a capped state shows the cap)."""
+    if not found or extra <= 0:
+        return
+    i = max(range(len(found)), key=lambda k: found[k][3])
+    state, kind, shard, n = found[i]
+    found[i] = (state, kind, shard, n - extra)
