@@ -268,10 +268,7 @@ class Listener(Service):
         if self._notes is None or self._notes.closed:
             self._notes = self.worker.store.listen()
             self.wake("*")  # anything enqueued while we were not listening
-        payloads = self._notes.wait(self.listen_timeout, stop=self._stop.is_set)
-        for payload in payloads:
-            self.wake(payload)
-        return len(payloads)
+        return self._notes.wait(self.listen_timeout, self.wake, stop=self._stop.is_set)
 
     def _loop(self) -> None:
         super()._loop()

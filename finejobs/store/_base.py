@@ -121,12 +121,15 @@ class Notifications:
     def closed(self) -> bool:
         return bool(self._conn.closed)
 
-    def wait(self, timeout: float, *, stop: Callable[[], bool] = lambda: False) -> list[str]:
-        """The payloads of the notifications that arrive within ``timeout`` seconds."""
-        found = []
+    def wait(self, timeout: float, on_note: Callable[[str], None], *,
+             stop: Callable[[], bool] = lambda: False) -> int:
+        """Wait up to ``timeout`` seconds, calling ``on_note`` with each notification's payload the moment it
+        arrives (a wake-up must not wait for the timeout); returns how many came."""
+        found = 0
         try:
             for note in self._conn.notifies(timeout=timeout):
-                found.append(note.payload)
+                on_note(note.payload)
+                found += 1
                 if stop():
                     break
         except psycopg.OperationalError as exc:
