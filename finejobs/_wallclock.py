@@ -371,28 +371,28 @@ class WallClockRule(Rule):
         margin = shift_near(t, self.zone) if self.both else timedelta(0)
         waiting: list[datetime] = []
         last: datetime | None = None
-        for candidate in _calendar_ends(self.candidates(local(t, self.zone) - margin)):
-            try:
-                instants = resolve(candidate, self.zone, self.both)
-            except (OverflowError, ValueError):
-                break
-            for instant in instants:
-                if instant > t:
-                    heapq.heappush(waiting, instant)
-            while waiting and waiting[0] <= instants[0]:
+
+        def bounds() -> Iterator[datetime | None]:
+            """Push each candidate's instants; yield how far the heap may be let out (None: all of it)."""
+            for candidate in _calendar_ends(self.candidates(local(t, self.zone) - margin)):
+                try:
+                    instants = resolve(candidate, self.zone, self.both)
+                except (OverflowError, ValueError):
+                    break
+                for instant in instants:
+                    if instant > t:
+                        heapq.heappush(waiting, instant)
+                yield instants[0]
+            yield None
+
+        for bound in bounds():
+            while waiting and (bound is None or waiting[0] <= bound):
                 found = heapq.heappop(waiting)
                 if found > MAX_TIME:
                     return
                 if found != last:
                     last = found
                     yield found
-        while waiting:
-            found = heapq.heappop(waiting)
-            if found > MAX_TIME:
-                return
-            if found != last:
-                last = found
-                yield found
 
     def _bounds_spec(self) -> dict[str, Any]:
         return {"tz": self.tz, "start": iso(self.start), "until": iso(self.until), "count": self.count}
