@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 import pytest
@@ -138,3 +139,13 @@ def dml_role(server_url: str, database_url: str) -> Iterator[Callable[..., str]]
             conn.execute(sql.SQL("DROP OWNED BY {}").format(ident))
         with psycopg.connect(libpq_url(server_url), autocommit=True) as conn:
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(ident))
+
+
+@pytest.fixture
+def ping(queue: finejobs.Queue) -> finejobs.JobKind[Any, Any]:
+    """A no-op job kind "ping" on the ``queue`` fixture (the schedule tests' kind)."""
+    @queue.job("ping")
+    def ping(payload: dict[str, Any]) -> None:
+        pass
+
+    return ping

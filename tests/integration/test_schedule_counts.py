@@ -13,27 +13,12 @@ import finejobs
 from finejobs import Adaptive, Every, InvalidJobOptions, PayloadError, Queue, RRule
 from finejobs.limits import MAX_TIME
 from finejobs.runtime.scheduler import Scheduler
-from finejobs.runtime.worker import Worker
 from finejobs.testing import FakeClock
+from tests.integration.test_scheduler import scheduler
 
 DB = psycopg.Connection[tuple[Any, ...]]
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)  # the FakeClock's start (tests/conftest.py)
 HOUR = timedelta(hours=1)
-
-
-@pytest.fixture
-def ping(queue: Queue) -> finejobs.JobKind[Any, Any]:
-    @queue.job("ping")
-    def ping(payload: dict[str, Any]) -> None:
-        pass
-
-    return ping
-
-
-def scheduler(queue: Queue) -> Scheduler:
-    worker = queue.worker(listen=False)
-    assert isinstance(worker, Worker) and worker.scheduler is not None
-    return worker.scheduler
 
 
 def ticks(db: DB, name: str = "s") -> list[datetime]:

@@ -21,15 +21,6 @@ T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)  # the FakeClock's start (tests/co
 SECOND = timedelta(seconds=1)
 
 
-@pytest.fixture
-def ping(queue: Queue) -> finejobs.JobKind[Any, Any]:
-    @queue.job("ping")
-    def ping(payload: dict[str, Any]) -> None:
-        pass
-
-    return ping
-
-
 def scheduler(queue: Queue) -> Scheduler:
     worker = queue.worker(listen=False)
     assert worker.scheduler is not None
