@@ -61,6 +61,16 @@ class BulkBatch:
 
 
 @dataclass(frozen=True)
+class Activity:
+    """Jobs of one state that finished in one minute (``minute``: minutes since the start of the window),
+    and the longest wait (start - due, seconds) among them."""
+
+    minute: int
+    jobs: int
+    wait: float | None
+
+
+@dataclass(frozen=True)
 class _Where:
     """A filter as SQL: ``seek`` conditions choose the examined rows (an index seeks on them), ``check``
     conditions are tested on the examined rows, which then need ``columns``."""
@@ -268,6 +278,18 @@ def expiring_statement(cap: int) -> sa.TextClause:
         f"LIMIT {_count(cap, 'cap')}) AS soon GROUP BY shard")
 
 
+def activity_statement(state: str, cap: int) -> sa.TextClause:
+    """Per minute since ``:since`` (0 = the first), the jobs of one finished state that finished then, and
+    the longest wait (start - due, seconds) among them: a range of the finished index of migration 0004
+    ``(state, finished_at)``, the newest ``cap`` rows at most."""
+    return sa.text(
+        "SELECT floor(extract(epoch FROM f.finished_at - :since) / 60)::int AS minute, count(*) AS n, "
+        "max(greatest(0, extract(epoch FROM f.started_at - f.run_at)))::float8 AS wait FROM ("
+        f"SELECT finished_at, started_at, run_at FROM finejobs_jobs WHERE state = {_literal(state)} "
+        f"AND finished_at >= :since AND finished_at < :now ORDER BY finished_at DESC LIMIT {_count(cap, 'cap')}"
+        ") AS f GROUP BY 1")
+
+
 _OWN_PARTITION = sa.text(
     "SELECT EXISTS (SELECT 1 FROM pg_inherits AS i JOIN pg_class AS c ON c.oid = i.inhrelid "
     "WHERE i.inhparent = CAST('finejobs_jobs' AS regclass) "
@@ -409,6 +431,20 @@ class OperationsStore(StoreBase):
             return {str(r.shard): int(r.n)
                     for r in conn.execute(expiring_statement(cap), {"now": now, "until": until})}
 
+
+    def job_activity(self, *, now: datetime, since: datetime, cap: int,
+                     states: tuple[str, ...] = ("succeeded", "failed")) -> tuple[dict[str, list[Activity]], bool]:
+        """Per finished state, per minute since ``since``: the jobs that finished then and their longest
+        wait; at most the newest ``cap`` of each state (the bool: some state had more)."""
+        found: dict[str, list[Activity]] = {}
+        capped = False
+        with self.transaction(autocommit=True) as conn:
+            for state in states:
+                rows = [Activity(int(r.minute), int(r.n), None if r.wait is None else float(r.wait))
+                        for r in conn.execute(activity_statement(state, cap), {"now": now, "since": since})]
+                capped = capped or sum(a.jobs for a in rows) >= cap
+                found[state] = rows
+        return found, capped
 
 def _trim(found: list[tuple[str, str, str, int]], extra: int) -> None:
     """Take the one row counted past the cap off the largest group (so a capped state shows the cap)."""

@@ -36,7 +36,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                "finejobs._embedded")),
     ("runtime", ("finejobs.runtime",)),
     ("admin", ("finejobs.admin", "finejobs.shard_move")),
-    ("surfaces", ("finejobs.cli", "finejobs.__main__", "finejobs")),
+    ("surfaces", ("finejobs.cli", "finejobs.web", "finejobs.__main__", "finejobs")),
 ]
 
 # (importer, imported): late imports that point up, on purpose.

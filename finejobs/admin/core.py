@@ -1,33 +1,33 @@
-"""The operations API: every read and action an operator has, for every surface to call.
-
-```python
-admin = finejobs.Admin(queue)
-page = admin.jobs(finejobs.JobFilter(state="failed", kind="dosage.alert"), limit=50)
-admin.retry_matching(finejobs.JobFilter(state="failed", error="timeout"), dry_run=True)   # BulkResult
-admin.pause(shard="district-3"); admin.paused(); admin.workers(); admin.stats()
-```
-The CLI, the web console, the REST API and the Django admin are thin views over these methods, so a fix or
-a limit lands everywhere at once. Results are frozen dataclasses with ``to_json()``. Every query is bounded
-and indexed (finejobs.store.operations); bulk actions run in short batches; actions go to the audit log.
-"""
+"""The Admin class: every read and action an operator has (see finejobs.admin)."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, TypeVar
 
+from finejobs.admin.results import (
+    Activity,
+    AuditEntry,
+    BulkResult,
+    Count,
+    JobPage,
+    KindInfo,
+    Overview,
+    Pause,
+    Shard,
+    WorkerInfo,
+)
+from finejobs.admin.schedules import AuditedSchedules
 from finejobs.errors import FinejobsError, InvalidJobOptions, JobNotFound
 from finejobs.filters import JobFilter, cursor_key, make_cursor, read_cursor
 from finejobs.jobs import Job, JobState
 from finejobs.limits import MAX_MESSAGE_CHARS, check_int, check_text
 from finejobs.queue import Queue
-from finejobs.schedule_ops import Schedules
 from finejobs.sharding import validate_shard_name
-from finejobs.store import DEFAULT_PARTITION, AuditRow, JobStore, PauseRow, WorkerRow
+from finejobs.store import DEFAULT_PARTITION, JobStore
 from finejobs.store.operations import ACTION_STATES
 
 T = TypeVar("T")
@@ -39,163 +39,11 @@ ERROR_COUNT_CAP = 10_000  # ... when the filter's error text must be looked for 
 STATS_CAP = 20_000  # jobs stats() and shards() count at most in each stored state and database
 BULK_BATCH = 2_000  # jobs changed per statement (and per transaction) by a bulk action
 BULK_SCAN = 5_000  # rows one batch of a bulk action examines at most
+ACTIVITY_CAP = 20_000  # finished jobs of one state activity() reads at most
+ACTIVITY_MINUTES = 1_440  # the longest window activity() shows
 STATS_TTL = 3.0  # seconds a stats() result is reused
 EXPIRING_WITHIN = timedelta(minutes=15)  # stats(): waiting jobs that expire this soon, per shard
-WORKER_GONE_AFTER = timedelta(seconds=30)  # a registry row not refreshed for this long: the worker is gone
 AUDIT_ACTOR_CHARS = 200
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, tuple | list):
-        return [_json(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _json(v) for k, v in value.items()}
-    return value.to_json() if hasattr(value, "to_json") else value
-
-
-class _Result:
-    """A result's ``to_json()``: its fields (and the properties named in ``_extra``), JSON-ready."""
-
-    _extra: ClassVar[tuple[str, ...]] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        names = [*(f.name for f in fields(cast(Any, self))), *self._extra]
-        return {name: _json(getattr(self, name)) for name in names}
-
-
-@dataclass(frozen=True)
-class JobPage(_Result):
-    """One page of ``jobs()``: newest first; pass ``next_cursor`` for the next (None: no more)."""
-
-    jobs: tuple[Job, ...]
-    next_cursor: str | None
-    examined: int = 0
-
-
-@dataclass(frozen=True)
-class Count(_Result):
-    """How many jobs match a filter; ``at_least``: the count stopped at its cap."""
-
-    count: int
-    at_least: bool = False
-
-
-@dataclass(frozen=True)
-class BulkResult(_Result):
-    """What a bulk action did, or with ``dry_run`` would touch (``matched`` only, ``changed`` 0).
-
-    ``matched``: jobs the filter selects in the states the action applies to; ``changed``: those changed.
-    The difference: jobs a worker held locked at that moment, and for a retry, jobs whose unique_key an
-    unfinished job now holds (retrying them would make two). ``at_least``: a dry run's count hit its cap."""
-
-    action: str
-    filter: JobFilter
-    matched: int
-    changed: int
-    dry_run: bool
-    at_least: bool = False
-
-
-@dataclass(frozen=True)
-class Pause(_Result):
-    """A paused kind, shard, or kind within a shard (None: any)."""
-
-    kind: str | None
-    shard: str | None
-    paused_at: datetime
-    paused_by: str | None = None
-    reason: str | None = None
-
-    @classmethod
-    def from_row(cls, row: PauseRow) -> Pause:
-        return cls(row.kind, row.shard, row.paused_at, row.paused_by, row.reason)
-
-    def describe(self) -> str:
-        if self.kind and self.shard:
-            return f"kind {self.kind} in shard {self.shard}"
-        return f"kind {self.kind}" if self.kind else f"shard {self.shard}"
-
-
-@dataclass(frozen=True)
-class WorkerInfo(_Result):
-    """A worker as its registry row shows it; ``alive`` is False once it stopped refreshing the row."""
-
-    id: str
-    host: str
-    pid: int
-    version: str
-    database: str | None
-    shards: tuple[str, ...] | None
-    kinds: tuple[str, ...]
-    concurrency: int
-    started_at: datetime
-    seen_at: datetime
-    in_flight: int
-    counters: dict[str, int]
-    alive: bool
-    info: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_row(cls, row: WorkerRow, *, now: datetime) -> WorkerInfo:
-        return cls(**{**asdict(row), "shards": None if row.shards is None else tuple(row.shards),
-                      "kinds": tuple(row.kinds), "alive": now - row.seen_at < WORKER_GONE_AFTER})
-
-
-@dataclass(frozen=True)
-class Overview(_Result):
-    """Counts by state, kind and shard; per shard the lag (age of the oldest due waiting job; a shard with
-    none is left out) and the waiting jobs expiring within EXPIRING_WITHIN; the pauses. Each stored state
-    is counted up to STATS_CAP jobs, the newest (``capped`` says if one stopped there)."""
-
-    by_state: dict[str, int]
-    by_kind: dict[str, dict[str, int]]
-    by_shard: dict[str, dict[str, int]]
-    lag_seconds: dict[str, float]
-    expiring_soon: dict[str, int]
-    paused: tuple[Pause, ...]
-    capped: bool
-    at: datetime
-    _extra = ("total",)
-
-    @property
-    def total(self) -> int:
-        return sum(self.by_state.values())
-
-
-@dataclass(frozen=True)
-class Shard(_Result):
-    """A shard of one database: where its rows live and its jobs by state (each stored state counted up to
-    STATS_CAP). ``placed``: the shard map places the shard in this database (False: stray jobs, not yet
-    moved)."""
-
-    name: str
-    database: str
-    partition: str  # the table holding its rows: its own partition, or the default one
-    own_partition: bool
-    counts: dict[str, int]
-    placed: bool = True
-    _extra = ("unfinished",)
-
-    @property
-    def unfinished(self) -> int:
-        return sum(self.counts.get(s, 0) for s in ("scheduled", "available", "running"))
-
-
-@dataclass(frozen=True)
-class AuditEntry(_Result):
-    id: int
-    at: datetime
-    actor: str
-    action: str
-    target: dict[str, Any]
-    count: int | None
-    detail: str | None
-
-    @classmethod
-    def from_row(cls, row: AuditRow) -> AuditEntry:
-        return cls(row.id, row.at, row.actor, row.action, dict(row.target), row.count, row.detail)
 
 
 class Admin:
@@ -282,6 +130,27 @@ class Admin:
                                       states=states)
             total, at_least = total + n, at_least or more
         return Count(total, at_least)
+
+    # ---------------------------------------------------------------- kinds and enqueueing
+
+    def kinds(self) -> list[KindInfo]:
+        """The job kinds this queue declares (in code: a console knows the kinds of the app it serves)."""
+        found = []
+        for name in sorted(self.queue.kinds):
+            kind = self.queue.kinds[name]
+            routing = None if kind.shard_rule is None else str(getattr(kind.shard_rule, "describe", lambda: "")()
+                                                                or type(kind.shard_rule).__name__)
+            found.append(KindInfo(name, kind.shard, routing, kind.priority, kind.retry.max_attempts,
+                                  None if kind.expires_in is None else kind.expires_in.total_seconds(),
+                                  None if kind.timeout is None else kind.timeout.total_seconds(),
+                                  kind.model.model_json_schema() if kind.model is not None else {}))
+        return found
+
+    def enqueue(self, kind: str, payload: Any, **options: Any) -> Job:
+        """Enqueue a job of a declared kind (payload validated by its model; options as for ``enqueue``)."""
+        job = self.queue.enqueue(kind, payload, **options)
+        self._acted("enqueue", {"job": job.id, "kind": job.kind, "shard": job.shard}, 1)
+        return job
 
     # ---------------------------------------------------------------- acting on one job
 
@@ -397,6 +266,29 @@ class Admin:
                 expiring[shard] = expiring.get(shard, 0) + n
         return Overview(by_state, by_kind, by_shard, lag, expiring, tuple(self.paused()), capped, now)
 
+    def activity(self, *, minutes: int = 60, fresh: bool = False) -> Activity:
+        """Throughput and lag per minute over the last ``minutes`` (reused for STATS_TTL seconds)."""
+        check_int("minutes", minutes, 1, ACTIVITY_MINUTES)
+        return self._cached(f"activity:{minutes}", lambda: self._activity(minutes), fresh=fresh)
+
+    def _activity(self, minutes: int) -> Activity:
+        now = self._now
+        end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        since = end - timedelta(minutes=minutes)
+        counts = {"succeeded": [0] * minutes, "failed": [0] * minutes}
+        lag: list[float | None] = [None] * minutes
+        capped = False
+        for name in self.queue.databases:
+            found, more = self.queue.store_of(name).job_activity(now=now, since=since, cap=ACTIVITY_CAP)
+            capped = capped or more
+            for state, rows in found.items():
+                for row in rows:
+                    if 0 <= row.minute < minutes:
+                        counts[state][row.minute] += row.jobs
+                        if row.wait is not None:
+                            lag[row.minute] = max(lag[row.minute] or 0.0, row.wait)
+        return Activity(since, tuple(counts["succeeded"]), tuple(counts["failed"]), tuple(lag), capped, now)
+
     def _cached(self, key: str, compute: Callable[[], T], *, fresh: bool) -> T:
         with self._cache_lock:
             hit = self._cache.get(key)
@@ -452,9 +344,10 @@ class Admin:
         return sorted(found, key=lambda w: (not w.alive, w.started_at, w.id))
 
     @property
-    def schedules(self) -> Schedules:
-        """Schedule operations: list, get, add, update, delete, pause, resume, run_now, skip_next, ..."""
-        return self.queue.schedules
+    def schedules(self) -> AuditedSchedules:
+        """Schedule operations: list, get, add, update, delete, pause, resume, run_now, skip_next, ...
+        (those that change a schedule are written to the audit log)."""
+        return AuditedSchedules(self.queue, self._acted)
 
     def shards(self) -> list[Shard]:
         """Every shard with jobs or a partition, in every database, with counts by state; by name."""
