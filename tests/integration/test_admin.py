@@ -891,6 +891,9 @@ def statements() -> Iterator[tuple[str, sa.TextClause, dict[str, Any]]]:
     for state in ops.STORED_STATES:
         yield f"stats: {state}", ops.state_counts_statement(state, admin_module.STATS_CAP + 1), {"now": now}
     yield "stats: lag", ops.LAG_STATEMENT, {"now": now}
+    for state in ("succeeded", "failed"):  # the console's throughput and lag charts
+        yield (f"activity ({state})", ops.activity_statement(state, admin_module.ACTIVITY_CAP),
+               {"now": now, "since": now - timedelta(hours=1)})
     yield ("stats: expiring", ops.expiring_statement(admin_module.COUNT_CAP),
            {"now": now, "until": now + admin_module.EXPIRING_WITHIN})
 
