@@ -10,5 +10,6 @@ or ``finejobs web --app myapp.jobs:queue [--host 127.0.0.1 --port 8400] [--acces
 
 from finejobs.web.app import API_PREFIX, app
 from finejobs.web.security import Access, Principal, hash_password, new_token, verify_password
+from finejobs.web.server import serving
 
-__all__ = ["API_PREFIX", "Access", "Principal", "app", "hash_password", "new_token", "verify_password"]
+__all__ = ["API_PREFIX", "Access", "Principal", "app", "hash_password", "new_token", "serving", "verify_password"]
