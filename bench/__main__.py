@@ -1,9 +1,10 @@
-"""python -m bench [core] [shards] [admin]: finejobs against a raw-SQL baseline on one database, in one run.
+"""python -m bench [core] [shards] [admin] [console]: finejobs against a raw-SQL baseline on one database, in one run.
 
 Sections: core (enqueue, processing, latency, big table), shards (1 vs 16 shards; one shard beside 1M
 waiting jobs in others) and admin (the operations API's pages, counts and stats on 1M finished + 100k
-waiting jobs); no argument runs them all. Prints markdown tables, writes bench/results/bench.json,
-bench/results/throughput.png and, for admin, bench/results/admin.json.
+waiting jobs) and console (every page, REST call and /metrics over HTTP on 2M finished + 200k waiting
+jobs); no argument runs them all. Prints markdown tables, writes bench/results/bench.json,
+bench/results/throughput.png and, for admin and console, bench/results/admin.json and console.json.
 Absolute figures drift on a shared machine; the ratios to the baseline measured in the same run hold.
 """
 
@@ -16,6 +17,7 @@ import psycopg
 
 from bench.admin import AdminResult, admin_markdown, bench_admin, write_admin_json
 from bench.bigtable import bench_big_table
+from bench.console import bench_console, console_markdown
 from bench.core import Row, bench_enqueue, bench_processing, bench_raw, create_database, drop_database
 from bench.latency import Latency, bench_latency
 from bench.report import header, markdown, shards_markdown, write_json, write_png
@@ -23,7 +25,7 @@ from bench.shards import ShardsResult, bench_shards
 from finejobs.store import libpq_url
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("core", "shards", "admin")
+SECTIONS = ("core", "shards", "admin", "console")
 
 
 @click.command()
@@ -53,16 +55,20 @@ SECTIONS = ("core", "shards", "admin")
               help="Admin: finished jobs in the table (mixed succeeded, failed, cancelled, expired).")
 @click.option("--admin-waiting", default=100_000, show_default=True, help="Admin: waiting jobs in the table.")
 @click.option("--admin-repeats", default=40, show_default=True, help="Admin: rounds of every call (p50, p95).")
+@click.option("--console-finished", default=2_000_000, show_default=True, help="Console: finished jobs in the table.")
+@click.option("--console-waiting", default=200_000, show_default=True, help="Console: waiting jobs in the table.")
+@click.option("--console-repeats", default=30, show_default=True, help="Console: rounds of every call (p50, p95).")
 @click.option("--quick", is_flag=True, help="Tiny sizes: a smoke test, not a measurement.")
 @click.option("--out", type=click.Path(path_type=Path), default=RESULTS, show_default=True,
               help="Folder for bench.json and throughput.png.")
 def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_bulk: int, n_process: int,
          concurrencies: tuple[int, ...], process_counts: tuple[int, ...], latency_samples: int, big_rows: int,
          shard_jobs: int, hot_jobs: int, other_pending: int, repeats: int, hot_repeats: int, admin_finished: int,
-         admin_waiting: int, admin_repeats: int, quick: bool, out: Path) -> None:
+         admin_waiting: int, admin_repeats: int, console_finished: int, console_waiting: int, console_repeats: int,
+         quick: bool, out: Path) -> None:
     """Measure enqueue, processing, latency, big-table and shard throughput against a raw psycopg baseline.
 
-    SECTIONS: core, shards, admin (default: all)."""
+    SECTIONS: core, shards, admin, console (default: all)."""
     if database_url is None:
         from finejobs.devdb import discover_server_url
 
@@ -72,6 +78,7 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
         concurrencies, process_counts = (4,), (1,)
         shard_jobs, hot_jobs, other_pending, repeats, hot_repeats = 1000, 1000, 50_000, 1, 1
         admin_finished, admin_waiting, admin_repeats = 20_000, 2_000, 5
+        console_finished, console_waiting, console_repeats = 20_000, 2_000, 3
     selected = set(sections or SECTIONS)
     with psycopg.connect(libpq_url(database_url)) as conn:
         server = "PostgreSQL " + str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
@@ -80,6 +87,7 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
     latency: Latency | None = None
     shards: ShardsResult | None = None
     admin: AdminResult | None = None
+    console: AdminResult | None = None
     if "core" in selected:
         url = create_database(database_url)
         try:
@@ -100,6 +108,9 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
                               controls=not quick)
     if "admin" in selected:
         admin = bench_admin(database_url, finished=admin_finished, waiting=admin_waiting, repeats=admin_repeats)
+    if "console" in selected:
+        console = bench_console(database_url, finished=console_finished, waiting=console_waiting,
+                                repeats=console_repeats)
     print(title)
     if "core" in selected:
         print()
@@ -111,12 +122,17 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
         print()
         print(admin_markdown(admin))
         write_admin_json(out / "admin.json", title, admin)
+    if console is not None:
+        print()
+        print(console_markdown(console))
+        write_admin_json(out / "console.json", title, console)
     if rows or latency is not None or shards is not None:
         write_json(out / "bench.json", title, rows, latency, shards)
     print()
     png = write_png(out / "throughput.png", title, rows) if rows else "no PNG (the core section did not run)"
     written = [str(out / name) for name, done in (("bench.json", rows or latency is not None or shards is not None),
-                                                   ("admin.json", admin is not None)) if done]
+                                                   ("admin.json", admin is not None),
+                                                   ("console.json", console is not None)) if done]
     print(f"wrote {', '.join(written) or 'nothing'}; {png}")
 
 

@@ -41,6 +41,8 @@ class Options:
     late_share: float = 0.02
     database_url: str | None = None
     seed: int = 7
+    console: bool = False  # keep the console open on the demo's database at the end, until Ctrl-C
+    console_port: int = 8400
 
 
 def resolve_database_url(explicit: str | None) -> str:
@@ -124,8 +126,31 @@ def run(opts: Options) -> int:
     elapsed = time.monotonic() - started
     print_summary(engine, ids, elapsed, gateway)
     engine.dispose()
-    queue.close()
+    try:
+        if opts.console:
+            keep_console_open(opts.console_port)
+    finally:
+        queue.close()
     return 0
+
+
+def keep_console_open(port: int) -> None:
+    """Serve the operations console on the demo's database (loopback only, no credentials) until Ctrl-C."""
+    import signal
+    import threading
+
+    import finejobs.web
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with finejobs.web.serving(finejobs.web.app(queue), port=port) as url:
+        print(f"\nconsole: {url}/  (the demo's jobs, schedules, shards and workers; Ctrl-C to stop)", flush=True)
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    print("console stopped")
 
 
 def _run_planner() -> None:

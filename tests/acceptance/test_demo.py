@@ -43,3 +43,38 @@ def test_dosage_reminders_demo_sends_or_explains_every_alert(database_url: str) 
     assert {shard for shard, _, _ in placed} == {"district-1", "district-2", "district-3"}
     for shard, table, _ in placed:
         assert table == partition_name(shard)
+
+
+def test_the_demo_keeps_the_console_open_with_console(database_url: str) -> None:
+    """--console: after the summary, the console serves the demo's database until interrupted."""
+    import signal
+
+    import httpx
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "examples.dosage_reminders", "--patients", "40", "--districts", "2",
+         "--failure-rate", "0", "--console", "--console-port", "0"],
+        cwd=REPO_ROOT, env=cli_env(database_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("console: "):
+                break
+        url = re.search(r"console: (http://127\.0\.0\.1:\d+)/", "".join(lines))
+        assert url, "".join(lines)
+        total = re.search(r"^total\s+(\d+)", "".join(lines), re.MULTILINE)
+        assert total, "".join(lines)
+        stats = httpx.get(f"{url.group(1)}/api/v1/stats", timeout=10).json()
+        assert stats["by_kind"]["dosage.alert"]["succeeded"] == int(total.group(1))
+        page = httpx.get(f"{url.group(1)}/jobs?kind=dosage.alert", timeout=10)
+        assert page.status_code == 200 and "dosage.alert" in page.text
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert "console stopped" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
