@@ -21,6 +21,7 @@ from finejobs.kinds import JobKind, JobSpec
 from finejobs.outcomes import Idle
 from finejobs.queue import Queue
 from finejobs.retry import Retry
+from finejobs.runtime.observers import WorkerObserver
 from finejobs.runtime.worker import Worker, WorkerCrashed
 from finejobs.runtime.worker_group import WorkerGroup
 from finejobs.schedule_ops import Schedule, ScheduleRun
@@ -80,6 +81,7 @@ __all__ = [
     "WorkerCrashed",
     "WorkerGroup",
     "WorkerInfo",
+    "WorkerObserver",
     "__version__",
     "hash_bucket",
     "move_shard",

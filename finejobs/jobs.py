@@ -98,6 +98,9 @@ class Job:
     # Why this row cannot be run, if it could not be decoded (a row written around finejobs' checks): a
     # worker that claims it fails it at once with this reason instead of running it.
     defect: str | None = None
+    # The W3C trace context of the enqueuer ({"traceparent": ..., "tracestate": ...}) when tracing was on
+    # (finejobs.tracing); the execution span links to it. None without tracing.
+    trace: dict[str, str] | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any], *, now: datetime) -> Job:
@@ -145,6 +148,7 @@ class Job:
             schedule_id=row.get("schedule_id"),
             fire_at=row.get("fire_at"),
             result=row.get("result"),
+            trace=trace_carrier(row.get("trace")),
         )
 
     @classmethod
@@ -166,7 +170,7 @@ class Job:
             lease_owner=row.get("lease_owner"), lease_expires_at=time("lease_expires_at"), errors=(),
             created_at=time("created_at") or now, started_at=time("started_at"), finished_at=time("finished_at"),
             claims=number("claims", 0), schedule_id=row.get("schedule_id"), fire_at=time("fire_at"),
-            result=row.get("result"), defect=why[:2000],
+            result=row.get("result"), defect=why[:2000], trace=trace_carrier(row.get("trace")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -197,6 +201,7 @@ class Job:
             "fire_at": ts(self.fire_at),
             "result": self.result,
             "defect": self.defect,
+            "trace": self.trace,
         }
 
 
@@ -213,6 +218,22 @@ class NewJob:
     expires_at: datetime | None
     max_attempts: int
     unique_key: str | None
+    trace: dict[str, str] | None = None  # the enqueuer's W3C trace context (finejobs.tracing), stored as jsonb
+
+
+TRACE_KEYS = ("traceparent", "tracestate")  # what a stored trace context may hold
+MAX_TRACE_CHARS = 512  # per value: a W3C traceparent is 55 characters, a tracestate at most 512
+
+
+def trace_carrier(value: object) -> dict[str, str] | None:
+    """A stored trace context as a carrier for the W3C propagator, decoded leniently: anything but an object
+    holding a string ``traceparent`` (a row written around finejobs, an old format) is None, never an error:
+    tracing is best effort and must not make a job unrunnable."""
+    if not isinstance(value, Mapping):
+        return None
+    found = {key: value[key] for key in TRACE_KEYS
+             if isinstance(value.get(key), str) and len(value[key]) <= MAX_TRACE_CHARS}
+    return found if "traceparent" in found else None
 
 
 @dataclass(frozen=True)

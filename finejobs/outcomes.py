@@ -42,6 +42,14 @@ def result_of(value: object) -> str | None:
     return "idle" if value is Idle or value is _IdleType else None
 
 
+def label(outcome: Outcome) -> str:
+    """How an outcome is counted, logged and traced: succeeded, retried, snoozed (a retry or a snooze go back
+    to ``available``; a snooze does not count the attempt), failed, expired or cancelled."""
+    if outcome.state == JobState.AVAILABLE.value:
+        return "snoozed" if outcome.uncount else "retried"
+    return outcome.state
+
+
 def is_timeout(error: BaseException) -> bool:
     """A TimeoutError (HandlerTimeout included), or an error whose class or a base is named like a timeout
     (httpx.TimeoutException, requests.Timeout): adaptive schedules use ``on_timeout`` after those."""

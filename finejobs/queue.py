@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pydantic
 
+from finejobs import tracing
 from finejobs.clock import Clock, utcnow
 from finejobs.errors import (
     ConfigurationError,
@@ -329,9 +330,17 @@ class Queue:
 
     def _insert(self, pairs: list[tuple[JobKind[Any, Any], JobSpec]], *, conn: UserConnection | None) -> list[Job]:
         """Validate everything first (nothing is written if one job is invalid), then insert: one statement
-        per database the jobs' shards live in."""
+        per database the jobs' shards live in. With tracing on, inside an enqueue span whose context each
+        job stores (finejobs.tracing)."""
+        if tracing.is_enabled():
+            return tracing.enqueue([kind.name for kind, _ in pairs], len(pairs),
+                                   lambda trace: self._insert_jobs(pairs, conn=conn, trace=trace))
+        return self._insert_jobs(pairs, conn=conn, trace=None)
+
+    def _insert_jobs(self, pairs: list[tuple[JobKind[Any, Any], JobSpec]], *, conn: UserConnection | None,
+                     trace: dict[str, str] | None) -> list[Job]:
         now = self.clock()
-        rows = [self._new_job(kind, spec, now) for kind, spec in pairs]
+        rows = [self._new_job(kind, spec, now, trace) for kind, spec in pairs]
         shard_map = self.shard_map
         by_database: dict[str, list[int]] = {}
         if len(shard_map.names) == 1:
@@ -385,7 +394,8 @@ class Queue:
                 self._database_ids[database] = known
         return known
 
-    def _new_job(self, kind: JobKind[Any, Any], spec: JobSpec, now: datetime) -> NewJob:
+    def _new_job(self, kind: JobKind[Any, Any], spec: JobSpec, now: datetime,
+                 trace: dict[str, str] | None = None) -> NewJob:
         payload = kind.validate(spec.payload)
         payload_json = encode_payload(kind.name, payload, max_bytes=self.max_payload_bytes)
         run_at = check_time("run_at", spec.run_at) or now
@@ -409,6 +419,7 @@ class Queue:
             expires_at=expires_at,
             max_attempts=kind.retry.max_attempts,
             unique_key=spec.unique_key,
+            trace=trace,
         )
 
 

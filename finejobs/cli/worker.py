@@ -9,6 +9,7 @@ import threading
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -28,7 +29,12 @@ from finejobs.cli._common import (
 from finejobs.limits import MAX_CONCURRENCY, MAX_POOL_SIZE, MAX_WORKER_GRACE, MAX_WORKER_LEASE, MAX_WORKER_POLL
 from finejobs.store import available_migrations
 
+if TYPE_CHECKING:
+    from finejobs.metrics import MetricsServer
+    from finejobs.runtime import Worker, WorkerGroup
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+METRICS_HOST = "127.0.0.1"  # --metrics-host: loopback unless asked
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # Bounds of the worker's options (documented in their --help): the Worker's own, from finejobs.limits.
@@ -83,10 +89,16 @@ def migrate(ctx: click.Context, database_url: str | None) -> None:
               help="Database connections this worker may hold (plus one for LISTEN).")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="INFO",
               show_default=True, help="Log level; logs go to stdout, one line per job outcome.")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None, metavar="PORT",
+              help="Serve this worker's Prometheus metrics at http://HOST:PORT/metrics (needs the extra "
+                   "finejobs[metrics]; docs/metrics.md lists them). Default: no metrics server.")
+@click.option("--metrics-host", default=METRICS_HOST, show_default=True, metavar="HOST",
+              help="The address --metrics-port listens on (0.0.0.0 or :: for every interface).")
 @database_url_option
 @click.pass_context
 def worker(ctx: click.Context, app: str, shards: tuple[str, ...], concurrency: int, poll_interval: float,
-           shutdown_grace: float, lease: float, pool_size: int, log_level: str, database_url: str | None) -> None:
+           shutdown_grace: float, lease: float, pool_size: int, log_level: str, metrics_port: int | None,
+           metrics_host: str, database_url: str | None) -> None:
     """Run a worker: claim due jobs of the app's kinds and run them until stopped.
 
     SIGTERM or SIGINT stops it gracefully: no new jobs are claimed, running jobs get --shutdown-grace
@@ -103,7 +115,10 @@ def worker(ctx: click.Context, app: str, shards: tuple[str, ...], concurrency: i
     Examples:
       finejobs worker --app myapp.jobs:queue --shard district-3 --concurrency 20
       finejobs worker --app myapp.jobs:queue --shard 'district-*'
+      finejobs worker --app myapp.jobs:queue --metrics-port 9400
     """
+    if metrics_port is None and ctx.get_parameter_source("metrics_host") is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--metrics-host needs --metrics-port")
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(ScrubbingFormatter(LOG_FORMAT))
     logging.basicConfig(level=log_level.upper(), handlers=[handler])  # as before: a no-op if logging is set up
@@ -117,11 +132,32 @@ def worker(ctx: click.Context, app: str, shards: tuple[str, ...], concurrency: i
         # Every database the worker will serve answers and is migrated, or one line says which does not
         # (with a shard map, a worker per database would otherwise log its failure with a traceback).
         check_schemas(queue, queue.shard_map.databases_for(list(shards) or None))
-        queue.worker(shards=list(shards) or None, concurrency=concurrency, poll_interval=poll_interval,
-                     shutdown_grace=shutdown_grace, lease=timedelta(seconds=lease)).run()
+        runner = queue.worker(shards=list(shards) or None, concurrency=concurrency, poll_interval=poll_interval,
+                              shutdown_grace=shutdown_grace, lease=timedelta(seconds=lease))
+        server = None if metrics_port is None else _serve_metrics(runner, metrics_host, metrics_port)
+        try:
+            runner.run()
+        finally:
+            if server is not None:
+                server.close()
     finally:
         queue.close()
     _exit_if_handlers_linger()
+
+
+def _serve_metrics(runner: Worker | WorkerGroup, host: str, port: int) -> MetricsServer:
+    """Observe the worker(s) with finejobs.metrics.WorkerMetrics and serve them over HTTP."""
+    try:
+        from finejobs import metrics
+    except ImportError as exc:
+        if not (exc.name or "").startswith("prometheus_client"):
+            raise
+        raise ConfigurationError("--metrics-port needs prometheus-client: pip install 'finejobs[metrics]'") from exc
+    observed = metrics.WorkerMetrics()
+    observed.attach(runner)
+    server = metrics.serve(observed.registry, port=port, host=host)
+    log.info("metrics at %s", server.url)
+    return server
 
 
 def _exit_if_handlers_linger(join_timeout: float = 0.5) -> None:

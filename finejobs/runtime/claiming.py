@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from finejobs.errors import DatabaseUnavailable
 from finejobs.jobs import Job
@@ -25,6 +25,8 @@ from finejobs.store import JobStore, PauseRow
 
 if TYPE_CHECKING:
     from finejobs.clock import Clock
+    from finejobs.runtime.observers import Observers
+    from finejobs.runtime.worker import Worker
 
 log = logging.getLogger("finejobs.worker")
 
@@ -98,6 +100,7 @@ class Claiming:
     shard_refresh_interval: float
     pauses: PauseCache
     stats: dict[str, int]
+    observers: Observers
     _pending_shards: list[str] | None
     _pending_shards_at: float
     _rotation: int
@@ -135,6 +138,8 @@ class Claiming:
                 claimed += self._claim_group(shards, list(kinds), limit - len(claimed))
         self._last_round_claimed = bool(claimed)
         self.stats["claimed"] += len(claimed)
+        if claimed and self.observers:
+            self.observers.jobs_claimed(cast("Worker", self), claimed)
         return claimed
 
     def _claim_group(self, shards: list[str], kinds: list[str], limit: int) -> list[Job]:

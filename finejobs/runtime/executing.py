@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from finejobs import outcomes
+from finejobs import outcomes, tracing
 from finejobs.jobs import Job, JobContext
 from finejobs.kinds import JobKind
 from finejobs.limits import log_safe
@@ -37,6 +37,8 @@ class Running:
     started: float = field(default_factory=time.monotonic)
     settled: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+    outcome: Outcome | None = None  # the settled outcome, and the error it came from (for tracing)
+    error: BaseException | None = None
 
 
 class Executing:
@@ -94,6 +96,7 @@ class Executing:
         return (payload, run.context) if run.kind.takes_context else (payload,)
 
     def _execute(self, run: Running) -> None:
+        span = tracing.process(run.job, self.worker_id) if tracing.is_enabled() else None
         try:
             result = run.kind.handler(*self._call_args(run))
             if inspect.isawaitable(result):  # a sync wrapper around a coroutine function, without __wrapped__
@@ -105,10 +108,11 @@ class Executing:
         else:
             self._settle(run, outcomes.succeeded(run.job, now=self.clock(), result=result), None)
         finally:
-            self._finish(run)
+            self._finish(run, span)
 
     async def _execute_async(self, run: Running) -> None:
         timeout = run.kind.timeout.total_seconds() if run.kind.timeout else None
+        span = tracing.process(run.job, self.worker_id) if tracing.is_enabled() else None
         try:
             result = await asyncio.wait_for(run.kind.handler(*self._call_args(run)), timeout)
         except TimeoutError:
@@ -119,7 +123,7 @@ class Executing:
         else:
             self._settle(run, outcomes.succeeded(run.job, now=self.clock(), result=result), None)
         finally:
-            self._finish(run)
+            self._finish(run, span)
 
     def _settle_error(self, run: Running, exc: BaseException) -> None:
         """Settle a failed attempt. Nothing about the error can strand the job: if even its outcome cannot be
@@ -139,13 +143,18 @@ class Executing:
             if run.settled:
                 return
             run.settled = True
+            run.outcome, run.error = outcome, error
         self.completer.add(outcome, run.job, time.monotonic() - run.started, error)
 
-    def _finish(self, run: Running) -> None:
+    def _finish(self, run: Running, span: tracing.Processing | None = None) -> None:
         with self._state_lock:
             if self._running.get(run.job.id) is run:  # not a later claim of the same job by this worker
                 del self._running[run.job.id]
             self._state_lock.notify_all()
+        if span is not None:
+            with run.lock:
+                outcome, error = run.outcome, run.error
+            span.finish(None if outcome is None else outcomes.label(outcome), error)
 
 
 

@@ -75,6 +75,8 @@ class Scheduler(Service):
         if ids is None:
             log.debug("schedule %r: another scheduler fired it first", row.name)
             return 0
+        if self.worker.observers and (ids or decided.skipped):
+            self.worker.observers.schedule_fired(self.worker, row.name, len(ids), decided.skipped)
         if decided.skipped:
             log.info("schedule %r: skipped %d tick(s) (misfire=%s overlap=%s)", row.name, decided.skipped,
                      row.misfire, row.overlap)

@@ -41,6 +41,7 @@ from finejobs.limits import (
 from finejobs.queue import Queue
 from finejobs.runtime.claiming import Claiming, PauseCache
 from finejobs.runtime.executing import Executing, Running
+from finejobs.runtime.observers import Observers, WorkerObserver
 from finejobs.runtime.scheduler import Scheduler
 from finejobs.runtime.services import (
     REGISTRY_INTERVAL,
@@ -77,6 +78,8 @@ class Worker(Claiming, Executing):
     with a partition or waiting jobs) and matched again as shards appear. A worker works one database:
     ``database`` names it in the queue's shard map (default: the one holding its shards); it serves only
     the shards the map places there. ``queue.worker()`` makes one Worker per database when needed.
+    ``observers`` (finejobs.WorkerObserver, e.g. finejobs.metrics.WorkerMetrics) are told of its claims,
+    outcomes and schedule ticks.
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class Worker(Claiming, Executing):
         schedule_interval: float = 1.0,
         run_scheduler: bool = True,
         register: bool = True,
+        observers: Sequence[WorkerObserver] = (),
     ) -> None:
         check_int("concurrency", concurrency, 1, MAX_CONCURRENCY)
         check_int("claim_batch", claim_batch, 1, MAX_CONCURRENCY)
@@ -144,6 +148,7 @@ class Worker(Claiming, Executing):
         self.scheduler = Scheduler(self, schedule_interval) if run_scheduler else None
         self.registry = Registry(self, REGISTRY_INTERVAL) if register else None
         self.pauses = PauseCache()
+        self.observers = Observers(observers)  # told of claims, outcomes, schedule ticks (finejobs.metrics)
         self.started_at: datetime | None = None
         self._running: dict[int, Running] = {}
         self._held: dict[int, int] = {}  # job id -> attempt, until its outcome is written
@@ -209,6 +214,11 @@ class Worker(Claiming, Executing):
         if self._fatal is not None:
             name, exc = self._fatal
             raise WorkerCrashed(f"worker service {name!r} died: {type(exc).__name__}: {exc}") from exc
+
+    def observe(self, observer: WorkerObserver) -> Worker:
+        """Tell ``observer`` of this worker's events from now on (see finejobs.runtime.observers)."""
+        self.observers.add(observer)
+        return self
 
     def start(self) -> Worker:
         """Run in a background thread (for tests and embedding); ``stop()`` ends it."""
@@ -338,13 +348,17 @@ class Worker(Claiming, Executing):
         with self._state_lock:
             if self._held.get(job.id) == job.attempt:  # a later claim of the same job keeps its lease
                 del self._held[job.id]
-        label = _label(outcome)
+        label = outcomes.label(outcome)
         if not applied:
             self.stats["discarded"] += 1
+            if self.observers:
+                self.observers.job_finished(self, job, "discarded", duration)
             log.warning("job %d %s: outcome %s discarded: the job is no longer held by this worker",
                         job.id, job.kind, label)
             return
         self.stats[label] += 1
+        if self.observers:
+            self.observers.job_finished(self, job, label, duration)
         detail = f" error={outcomes.describe(error)}" if error is not None and label != "snoozed" else ""
         retry = f" next_run_at={outcome.run_at.isoformat()}" if label == "retried" and outcome.run_at else ""
         level = logging.INFO if label in ("succeeded", "snoozed") else logging.WARNING
@@ -376,6 +390,8 @@ class Worker(Claiming, Executing):
         self.started_at = self.clock()
         for service in services:
             service.start()
+        if self.observers:
+            self.observers.worker_started(self)
 
     def _shutdown(self) -> None:
         deadline = time.monotonic() + self.shutdown_grace
@@ -399,6 +415,8 @@ class Worker(Claiming, Executing):
             self._loop.call_soon_threadsafe(self._loop.stop)
         log.info("worker %s stopped: %s", self.worker_id,
                  " ".join(f"{k}={v}" for k, v in self.stats.items()))
+        if self.observers:
+            self.observers.worker_stopped(self)
 
     def _release(self, runs: list[Running]) -> None:
         """Give back jobs whose handlers outlived the grace period; the attempt counts, as a lost lease."""
@@ -435,9 +453,3 @@ def install_stop_signals(*, stopping: threading.Event, stop: Callable[[], None])
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
-
-
-def _label(outcome: Outcome) -> str:
-    if outcome.state == JobState.AVAILABLE.value:
-        return "snoozed" if outcome.uncount else "retried"
-    return outcome.state

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from finejobs.runtime.observers import WorkerObserver
 from finejobs.runtime.worker import Worker, WorkerCrashed, install_stop_signals
 
 if TYPE_CHECKING:
@@ -40,6 +41,12 @@ class WorkerGroup:
             for key, value in worker.stats.items():
                 total[key] = total.get(key, 0) + value
         return total
+
+    def observe(self, observer: WorkerObserver) -> WorkerGroup:
+        """Tell ``observer`` of every worker's events (``observers=[...]`` at creation does the same)."""
+        for worker in self.workers:
+            worker.observe(observer)
+        return self
 
     def run(self, *, install_signal_handlers: bool = True) -> None:
         """Run every worker until stopped; if one stops on an error, stop the others and raise it."""

@@ -54,19 +54,22 @@ class Stats:
         return cls(by_state=by_state, by_kind=by_kind, by_shard=by_shard, total=sum(p.total for p in parts))
 
 
-_INSERT = sa.text(
+def _insert_sql(*, traced: bool) -> sa.TextClause:
     # One JSON array in, one row per element: much cheaper to bind than eight typed arrays. The same
-    # statement sends one NOTIFY per shard that got a due job (an uncorrelated subquery runs once).
-    """
+    # statement sends one NOTIFY per shard that got a due job (an uncorrelated subquery runs once). With
+    # tracing on (finejobs.tracing), each row also carries its trace context; without, the statement reads
+    # no such column, so that enqueueing costs what it did before tracing existed.
+    trace, u_trace, trace_type = (", trace", ", u.trace", ", trace jsonb") if traced else ("", "", "")
+    return sa.text(f"""
     WITH ins AS (
         INSERT INTO finejobs_jobs (kind, shard, payload, priority, run_at, expires_at, max_attempts,
-                                   unique_key, created_at)
+                                   unique_key, created_at{trace})
         SELECT u.kind, u.shard, u.payload, u.priority, u.run_at, u.expires_at, u.max_attempts,
-               u.unique_key, :now
+               u.unique_key, :now{u_trace}
         FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb))
                         AS (kind text, shard text, payload jsonb, priority smallint, run_at timestamptz,
-                            expires_at timestamptz, max_attempts integer, unique_key text))
-             WITH ORDINALITY AS u(kind, shard, payload, priority, run_at, expires_at, max_attempts, unique_key,
+                            expires_at timestamptz, max_attempts integer, unique_key text{trace_type}))
+             WITH ORDINALITY AS u(kind, shard, payload, priority, run_at, expires_at, max_attempts, unique_key{trace},
                                   ord)
         ORDER BY u.ord
         ON CONFLICT (shard, unique_key) WHERE unique_key IS NOT NULL AND state IN ('available', 'running')
@@ -77,8 +80,13 @@ _INSERT = sa.text(
            (SELECT count(pg_notify(:channel, d.shard))
             FROM (SELECT DISTINCT shard FROM ins WHERE run_at <= :now) AS d) AS notified
     FROM ins
-    """
-)
+    """)
+
+
+_INSERT = _insert_sql(traced=False)
+
+
+_INSERT_TRACED = _insert_sql(traced=True)
 
 
 _SELECT_UNFINISHED_BY_KEYS = sa.text(
@@ -138,10 +146,15 @@ def _rows_json(jobs: Sequence[NewJob]) -> str:
         f'{{"kind":{quoted(j.kind)},"shard":{quoted(j.shard)},"payload":{j.payload_json},'
         f'"priority":{j.priority},"run_at":"{j.run_at.isoformat()}",'
         f'"expires_at":{dumps(j.expires_at.isoformat()) if j.expires_at else "null"},'
-        f'"max_attempts":{j.max_attempts},"unique_key":{dumps(j.unique_key)}}}'
+        f'"max_attempts":{j.max_attempts},"unique_key":{dumps(j.unique_key)}'
+        f'{_trace_json(j.trace)}}}'
         for j in jobs
     ]
     return "[" + ",".join(parts) + "]"
+
+
+def _trace_json(trace: dict[str, str] | None) -> str:
+    return "" if trace is None else f',"trace":{json.dumps(trace)}'
 
 
 def _new_job(job_id: int, job: NewJob, now: datetime) -> Job:
@@ -151,7 +164,7 @@ def _new_job(job_id: int, job: NewJob, now: datetime) -> Job:
         state=JobState.SCHEDULED if job.run_at > now else JobState.AVAILABLE,
         priority=job.priority, run_at=job.run_at, expires_at=job.expires_at, attempt=0,
         max_attempts=job.max_attempts, unique_key=job.unique_key, lease_owner=None, lease_expires_at=None,
-        errors=(), created_at=now, started_at=None, finished_at=None,
+        errors=(), created_at=now, started_at=None, finished_at=None, trace=job.trace,
     )
 
 
@@ -178,7 +191,8 @@ class JobRowsStore(StoreBase):
         result: list[Job | None] = [None] * len(jobs)
         for _ in range(5):  # a holder of a key can finish between insert and select: try again
             batch = [jobs[i] for i in pending]
-            inserted = _run(conn, _INSERT, {"now": now, "rows": _rows_json(batch), "channel": NOTIFY_CHANNEL})
+            stmt = _INSERT_TRACED if any(j.trace is not None for j in batch) else _INSERT
+            inserted = _run(conn, stmt, {"now": now, "rows": _rows_json(batch), "channel": NOTIFY_CHANNEL})
             # A unique_key is unique within its shard.
             new_ids: dict[tuple[str, str], int] = {}
             keyless = iter(sorted(r["id"] for r in inserted if r["unique_key"] is None))

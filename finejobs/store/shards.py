@@ -111,13 +111,15 @@ _MOVE_DONE = sa.text("DELETE FROM finejobs_shard_moves WHERE job_id = ANY(CAST(:
 _INSERT_MOVED = sa.text(
     # In the target database. moved_from ("<source>/<id>") is unique per shard, so copying the same outbox row
     # twice inserts it once; a job whose unique_key an unfinished job here already holds is not inserted
-    # either (that is what unique_key means). Schedule ids belong to the source database: not copied.
+    # either (that is what unique_key means). Schedule ids belong to the source database: not copied; the
+    # enqueuer's trace context is (the job's executions in the target still link to the enqueue).
     """
     WITH ins AS (
         INSERT INTO finejobs_jobs (kind, shard, payload, state, priority, run_at, expires_at, attempt, max_attempts,
-                                   unique_key, errors, created_at, claims, result, moved_from)
+                                   unique_key, errors, created_at, claims, result, trace, moved_from)
         SELECT r.kind, r.shard, r.payload, r.state, r.priority, r.run_at, r.expires_at, r.attempt, r.max_attempts,
-               r.unique_key, r.errors, r.created_at, r.claims, r.result, CAST(:source AS text) || '/' || r.id
+               r.unique_key, r.errors, r.created_at, r.claims, r.result, r.trace,
+               CAST(:source AS text) || '/' || r.id
         FROM jsonb_populate_recordset(NULL::finejobs_jobs, CAST(:rows AS jsonb)) AS r
         ORDER BY r.id
         ON CONFLICT DO NOTHING

@@ -45,6 +45,8 @@ jobs_table = sa.Table(
     sa.Column("claims", sa.Integer, nullable=False, server_default="0"),
     # 0004: "<database>/<id>" of the job this one was moved from (finejobs shards move).
     sa.Column("moved_from", sa.Text),
+    # 0007: the enqueuer's W3C trace context (finejobs.tracing), NULL when tracing is off.
+    sa.Column("trace", pg.JSONB),
 )
 
 

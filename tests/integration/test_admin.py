@@ -24,6 +24,7 @@ from psycopg import sql
 from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
 
 import finejobs.admin as admin_module
+import finejobs.admin.core as admin_core
 from finejobs import Every, FinejobsError, InvalidJobOptions, JobNotFound, JobState, Queue
 from finejobs.admin import Admin, BulkResult, Count, JobPage
 from finejobs.devdb import create_database, drop_database
@@ -245,7 +246,7 @@ def test_pages_match_a_python_model_never_repeating_or_skipping(
         admin: Admin, db: Conn, clock: FakeClock, monkeypatch: pytest.MonkeyPatch,
         rows: list[Row], filt: JobFilter, limit: int, scan: int) -> None:
     db.execute("TRUNCATE finejobs_jobs RESTART IDENTITY")
-    monkeypatch.setattr(admin_module, "PAGE_SCAN", scan)
+    monkeypatch.setattr(admin_core, "PAGE_SCAN", scan)
     stored = add(db, *rows)
     found, pages = page_all(admin, filt, limit=limit)
     model = sorted((r.id for r in stored if r.matches(filt, clock(), {})), reverse=True)
@@ -260,7 +261,7 @@ def test_pages_match_a_python_model_never_repeating_or_skipping(
 @pytest.mark.parametrize(("limit", "scan"), [(1, 2000), (3, 2000), (50, 2000), (2, 3), (5, 1), (7, 4)])
 def test_pages_table_driven(admin: Admin, db: Conn, clock: FakeClock, monkeypatch: pytest.MonkeyPatch,
                             limit: int, scan: int) -> None:
-    monkeypatch.setattr(admin_module, "PAGE_SCAN", scan)
+    monkeypatch.setattr(admin_core, "PAGE_SCAN", scan)
     rows = add(db, *(Row(kind="ab"[i % 2], state=STATES[i % 6], messages=MESSAGES[i % 5],
                          shard=("s1", "s2", "s3")[i % 3]) for i in range(30)))
     for filt in (JobFilter(), JobFilter(kind="a"), JobFilter(state="failed"), JobFilter(shard="s3", kind="b"),
@@ -293,7 +294,7 @@ def page_all_from(admin: Admin, cursor: str | None, *, filt: JobFilter | None = 
 
 def test_a_page_that_examined_its_cap_returns_a_cursor_to_go_on(admin: Admin, db: Conn,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(admin_module, "PAGE_SCAN", 5)
+    monkeypatch.setattr(admin_core, "PAGE_SCAN", 5)
     rare = add(db, Row(kind="rare"), Row(kind="rare"))
     add(db, *(Row(kind="common") for _ in range(12)))  # newer: examined first
     page = admin.jobs(JobFilter(kind="rare"), limit=10)
@@ -321,7 +322,7 @@ def test_pages_over_two_databases_of_a_shard_map(server_url: str, clock: FakeClo
         east = [queue.enqueue("ok", {}, shard="east").id for _ in range(5)]
         west = [queue.enqueue("ok", {}, shard="west").id for _ in range(4)]
         admin = Admin(queue)
-        monkeypatch.setattr(admin_module, "PAGE_SCAN", 3)
+        monkeypatch.setattr(admin_core, "PAGE_SCAN", 3)
         for limit in (1, 2, 4, 50):
             found, pages = page_all(admin, limit=limit)
             assert found == east[::-1] + west[::-1]  # database by database, newest first in each
@@ -380,15 +381,15 @@ def test_forged_and_foreign_cursors_are_refused(admin: Admin, db: Conn, fresh: Q
 def test_count_stops_at_its_cap(admin: Admin, db: Conn, monkeypatch: pytest.MonkeyPatch) -> None:
     add(db, *(Row(kind="a" if i < 3 else "b", state="failed", messages=("timeout",)) for i in range(10)))
     assert admin.count() == Count(10, False)
-    monkeypatch.setattr(admin_module, "COUNT_CAP", 10)
+    monkeypatch.setattr(admin_core, "COUNT_CAP", 10)
     assert admin.count() == Count(10, True)  # examined its cap: there may be more
-    monkeypatch.setattr(admin_module, "COUNT_CAP", 4)
+    monkeypatch.setattr(admin_core, "COUNT_CAP", 4)
     assert admin.count() == Count(4, True)
     assert admin.count(JobFilter(kind="a")) == Count(0, True)  # the newest 4 are all "b": at least none
     assert admin.count(JobFilter(kind="b", state="failed")) == Count(4, True)
     assert admin.count(JobFilter(state="succeeded")) == Count(0, False)
     assert admin.count(JobFilter(error="timeout")) == Count(10, False)  # its own, smaller cap
-    monkeypatch.setattr(admin_module, "ERROR_COUNT_CAP", 3)
+    monkeypatch.setattr(admin_core, "ERROR_COUNT_CAP", 3)
     assert admin.count(JobFilter(error="timeout")) == Count(3, True)
 
 
@@ -452,7 +453,7 @@ class BatchCounter:
 
 
 def test_retry_matching_in_batches(admin: Admin, db: Conn, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(admin_module, "BULK_BATCH", 3)
+    monkeypatch.setattr(admin_core, "BULK_BATCH", 3)
     batches = BatchCounter(monkeypatch)
     rows = add(db, *(Row(kind="a" if i % 3 else "b", state=("failed", "expired", "succeeded", "cancelled")[i % 4],
                          messages=("timeout",)) for i in range(40)))
@@ -471,7 +472,7 @@ def test_retry_matching_in_batches(admin: Admin, db: Conn, monkeypatch: pytest.M
 
 
 def test_bulk_batches_are_bounded_by_their_scan_too(admin: Admin, db: Conn, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(admin_module, "BULK_SCAN", 4)
+    monkeypatch.setattr(admin_core, "BULK_SCAN", 4)
     batches = BatchCounter(monkeypatch)
     rows = add(db, *(Row(state="succeeded") for _ in range(10)), Row(state="failed"), Row(state="failed"))
     assert admin.retry_matching(JobFilter()).changed == 2
@@ -480,7 +481,7 @@ def test_bulk_batches_are_bounded_by_their_scan_too(admin: Admin, db: Conn, monk
 
 
 def test_cancel_matching_in_batches_with_a_reason(admin: Admin, db: Conn, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(admin_module, "BULK_BATCH", 2)
+    monkeypatch.setattr(admin_core, "BULK_BATCH", 2)
     batches = BatchCounter(monkeypatch)
     rows = add(db, *(Row(shard="s1", state=s) for s in ("available", "running", "succeeded", "available",
                                                           "failed", "available")),
@@ -502,7 +503,7 @@ def test_cancel_matching_in_batches_with_a_reason(admin: Admin, db: Conn, monkey
 
 def test_delete_matching_in_batches_leaves_running_jobs(admin: Admin, db: Conn,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(admin_module, "BULK_BATCH", 2)
+    monkeypatch.setattr(admin_core, "BULK_BATCH", 2)
     batches = BatchCounter(monkeypatch)
     rows = add(db, *(Row(state=STATES[i % 6]) for i in range(12)))
     running = {r.id for r in rows if r.state == "running"}
@@ -533,13 +534,13 @@ def test_dry_run_changes_nothing_and_counts_what_the_run_does(admin: Admin, db: 
 
 def test_dry_run_count_says_at_least_at_its_cap(admin: Admin, db: Conn, monkeypatch: pytest.MonkeyPatch) -> None:
     add(db, *(Row(state="failed") for _ in range(6)))
-    monkeypatch.setattr(admin_module, "COUNT_CAP", 4)
+    monkeypatch.setattr(admin_core, "COUNT_CAP", 4)
     assert admin.retry_matching(JobFilter(), dry_run=True) == BulkResult("retry", JobFilter(), 4, 0, True, True)
 
 
 def test_bulk_retry_leaves_jobs_whose_unique_key_is_held(admin: Admin, db: Conn,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(admin_module, "BULK_BATCH", 3)
+    monkeypatch.setattr(admin_core, "BULK_BATCH", 3)
     held = add(db, Row(state="failed", unique_key="k1"), Row(state="failed", unique_key="k2"))
     free = add(db, *(Row(state="failed", unique_key=f"free-{i}") for i in range(4)), Row(state="failed"))
     twins = add(db, Row(state="failed", unique_key="twin"), Row(state="failed", unique_key="twin"))
@@ -695,7 +696,7 @@ def test_stats_lag_sees_every_priority_of_every_shard(admin: Admin, db: Conn) ->
 
 
 def test_stats_are_cached_a_few_seconds(admin: Admin, db: Conn, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(admin_module, "STATS_TTL", 60.0)  # a slow machine cannot expire it mid-test
+    monkeypatch.setattr(admin_core, "STATS_TTL", 60.0)  # a slow machine cannot expire it mid-test
     add(db, Row())
     first = admin.stats()
     add(db, Row(), Row(state="failed"))  # behind the API's back
@@ -707,14 +708,14 @@ def test_stats_are_cached_a_few_seconds(admin: Admin, db: Conn, monkeypatch: pyt
     admin.retry_matching(JobFilter(state="failed"))  # this Admin's actions drop the cache
     assert admin.stats().by_state["available"] == 3
     add(db, Row())
-    monkeypatch.setattr(admin_module, "STATS_TTL", 0.0)
+    monkeypatch.setattr(admin_core, "STATS_TTL", 0.0)
     assert admin.stats().total == 4  # expired at once
 
 
 def test_stats_and_shards_count_each_state_up_to_a_cap(admin: Admin, db: Conn,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     add(db, *(Row(state="succeeded", shard="s1") for _ in range(5)), Row(state="failed"), Row(run_at=T0 + MINUTE))
-    monkeypatch.setattr(admin_module, "STATS_CAP", 3)
+    monkeypatch.setattr(admin_core, "STATS_CAP", 3)
     stats = admin.stats(fresh=True)
     assert stats.capped
     assert stats.by_state["succeeded"] == 3 and stats.by_state["failed"] == 1 and stats.by_state["scheduled"] == 1

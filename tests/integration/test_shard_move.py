@@ -36,7 +36,7 @@ LEASE = timedelta(seconds=30)
 NO_JITTER = Retry(max_attempts=4, backoff=10 * SECOND, max_backoff=HOUR, jitter=timedelta(0))
 # What a moved job must keep (its id is new in the target; moved_from names the old one).
 COPIED = ("kind", "shard", "payload", "priority", "run_at", "expires_at", "attempt", "max_attempts", "unique_key",
-          "errors", "created_at", "claims")
+          "errors", "created_at", "claims", "trace")
 
 
 @dataclass
@@ -193,6 +193,26 @@ def test_move_copies_waiting_jobs_and_leaves_running_finished_and_other_shards(
     assert sum(again.moved.values()) == 0 and again.merged == 0
     assert len(jobs(dbs.b)) == 5
     assert outbox(dbs.a) == 0
+
+
+def test_a_moved_job_keeps_the_trace_context_of_its_enqueue(dbs: Databases, queues: tuple[Queue, Queue]) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from finejobs import tracing
+
+    old, new = queues
+    provider = TracerProvider()
+    tracing.enable(tracer_provider=provider)
+    try:
+        traced = old.enqueue(KIND, {"district": 3, "n": 1})
+    finally:
+        tracing.disable()
+        provider.shutdown()
+    plain = old.enqueue(KIND, {"district": 3, "n": 2})
+    assert traced.trace is not None and plain.trace is None
+    assert move_shard(new, SHARD, to="b", wait=0).moved == {"a": 2}
+    moved = {r["payload"]["n"]: r["trace"] for r in jobs(dbs.b)}
+    assert moved == {1: traced.trace, 2: None}
 
 
 def test_a_retried_running_job_is_moved_by_the_next_pass(queues: tuple[Queue, Queue], dbs: Databases,

@@ -5,10 +5,10 @@ Layers only point down (docs/architecture.md draws them):
     base      _version, errors, clock, limits, masking, testing, _globs, _wallclock, _rrule
     domain    jobs, payloads, retry, schedules, sharding, outcomes, filters
     store     finejobs.store.*                      (the only package that runs SQL)
-    queue     kinds, scheduler, schedule_ops, queue, devdb, _embedded
+    queue     kinds, scheduler, schedule_ops, queue, devdb, _embedded, tracing
     runtime   finejobs.runtime.*
     admin     admin, shard_move                     (the operations API)
-    surfaces  finejobs.cli.*  (later web, contrib)  and the package's __init__
+    surfaces  finejobs.cli.*, metrics  (later web, contrib)  and the package's __init__
 
 A module may import its own layer or any layer below it, never one above, and module-level imports form
 no circle. An import inside a function runs late and cannot make a circle at import time; upward ones
@@ -33,10 +33,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                 "finejobs.outcomes", "finejobs.filters")),
     ("store", ("finejobs.store",)),
     ("queue", ("finejobs.kinds", "finejobs.scheduler", "finejobs.schedule_ops", "finejobs.queue", "finejobs.devdb",
-               "finejobs._embedded")),
+               "finejobs._embedded", "finejobs.tracing")),
     ("runtime", ("finejobs.runtime",)),
     ("admin", ("finejobs.admin", "finejobs.shard_move")),
-    ("surfaces", ("finejobs.cli", "finejobs.web", "finejobs.__main__", "finejobs")),
+    ("surfaces", ("finejobs.cli", "finejobs.web", "finejobs.metrics", "finejobs.__main__", "finejobs")),
 ]
 
 # (importer, imported): late imports that point up, on purpose.
