@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 SORT_KEYS = ("name", "kind", "next", "last", "status", "runs", "rule")
 _CAS_TRIES = 5
-_RUNS_LEFT_CAP = 10_000
+RUNS_LEFT_CAP = 1_000  # runs_left counts this many ticks at most (each one computed: lists stay cheap)
 _UPDATABLE = ("description", "kind", "rule", "payload", "shard", "priority", "max_attempts", "start", "end",
               "misfire", "misfire_limit", "misfire_grace", "overlap", "expires_in")
 
@@ -91,7 +91,7 @@ class Schedule:
     last_outcome: str | None
     runs: int
     skipped: int
-    runs_left: int | None  # None when neither the rule nor an end bounds it; capped at 10,000
+    runs_left: int | None  # None when neither the rule nor an end bounds it; capped at RUNS_LEFT_CAP
     status: str
     source: str
     error: str | None
@@ -158,7 +158,7 @@ def _runs_left(row: ScheduleRow, rule: Rule | None) -> int | None:
     if rule is None or isinstance(rule, Adaptive) or not (rule.bounded or row.end_at is not None):
         return None
     counted = runs_left(rule, row.fired)
-    cap = _RUNS_LEFT_CAP if counted is None else min(counted, _RUNS_LEFT_CAP)
+    cap = RUNS_LEFT_CAP if counted is None else min(counted, RUNS_LEFT_CAP)
     left, tick = 0, row.next_fire_at
     while tick is not None and left < cap:
         left += 1

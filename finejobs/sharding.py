@@ -250,11 +250,12 @@ _OWN_RELATIONS = {
         "pkey", "id_seq", "claim_idx", "unique_key_idx", "expiry_idx", "lease_idx", "finished_idx",
         "schedule_tick_idx", "schedule_unfinished_idx", "moved_from_idx", "0003", "0003_pkey", "0003_id_seq",
         "finished_id_idx",  # migrations/0006
+        "schedule_runs_idx",  # migrations/0009
     )},
     **{_PARTITION_PREFIX + "other_" + suffix: "an index of the default partition" for suffix in (
         "pkey", "expires_at_idx", "lease_expires_at_idx", "schedule_id_idx", "shard_moved_from_idx",
         "shard_priority_run_at_id_idx", "shard_schedule_id_fire_at_idx", "shard_unique_key_idx",
-        "state_finished_at_idx", "state_id_idx",
+        "state_finished_at_idx", "state_id_idx", "schedule_runs_idx",
     )},
 }
 

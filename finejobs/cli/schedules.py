@@ -32,7 +32,7 @@ from finejobs.cli._common import (
     ts,
 )
 from finejobs.limits import MAX_ATTEMPTS, MAX_MISFIRE_LIMIT, check_duration, check_text, check_time
-from finejobs.schedule_ops import SORT_KEYS
+from finejobs.schedule_ops import RUNS_LEFT_CAP, SORT_KEYS
 from finejobs.scheduler import MISFIRES, OVERLAPS
 
 # The choices of --misfire and --overlap (the scheduler checks them again).
@@ -240,7 +240,7 @@ def _duration(value: timedelta | None) -> str:
 def _left(schedule: Schedule) -> str:
     if schedule.runs_left is None:
         return "-"
-    return f"{schedule.runs_left}+" if schedule.runs_left >= 10_000 else str(schedule.runs_left)
+    return f"{schedule.runs_left}+" if schedule.runs_left >= RUNS_LEFT_CAP else str(schedule.runs_left)
 
 
 @click.group()

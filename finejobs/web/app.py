@@ -6,8 +6,8 @@ from __future__ import annotations
 from importlib.resources import files
 
 from fastapi import FastAPI, Request, Response
-from fastapi.exceptions import HTTPException
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
 from finejobs import __version__
 from finejobs.admin import Admin
@@ -36,7 +36,7 @@ def app(queue: Queue, *, access: Access | None = None, secret: bytes | str | Non
                           description="The finejobs operations API: jobs, schedules, shards, pauses, workers.")
     application.state.console = console
     application.include_router(api.router, prefix=API_PREFIX)
-    application.include_router(pages.router)
+    application.include_router(pages.router, include_in_schema=False)
     application.mount("/static", StaticFiles(directory=str(files("finejobs.web") / "static")), name="static")
     application.add_api_route("/metrics", _metrics, methods=["GET"], include_in_schema=False)
 

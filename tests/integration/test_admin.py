@@ -32,6 +32,7 @@ from finejobs.filters import JobFilter
 from finejobs.sharding import ShardMap
 from finejobs.store import libpq_url
 from finejobs.store import operations as ops
+from finejobs.store import schedules as schedule_store
 from finejobs.testing import FakeClock
 from tests.conftest import T0
 
@@ -892,6 +893,7 @@ def statements() -> Iterator[tuple[str, sa.TextClause, dict[str, Any]]]:
     for state in ops.STORED_STATES:
         yield f"stats: {state}", ops.state_counts_statement(state, admin_module.STATS_CAP + 1), {"now": now}
     yield "stats: lag", ops.LAG_STATEMENT, {"now": now}
+    yield "schedule runs", schedule_store._SCHEDULE_RUNS, {"schedule_id": 7, "limit": 20}
     for state in ("succeeded", "failed"):  # the console's throughput and lag charts
         yield (f"activity ({state})", ops.activity_statement(state, admin_module.ACTIVITY_CAP),
                {"now": now, "since": now - timedelta(hours=1)})
