@@ -173,13 +173,28 @@ def flash_redirect(request: Request, who: Principal, path: str, code: str, *args
     return RedirectResponse(f"{root_of(request)}{path}?{joined}", status_code=303)
 
 
+def signed_message(request: Request, who: Principal, texts: Mapping[str, str]) -> str | None:
+    """The message of a page reached by ``flash_redirect`` whose code is one of ``texts`` (None: none, or a
+    link not signed for ``who``)."""
+    code, args = _signed(request, who)
+    template = None if code is None else texts.get(code)
+    if template is None or template.count("{") != len(args):
+        return None
+    return template.format(*args)
+
+
+def _signed(request: Request, who: Principal) -> tuple[str | None, list[str]]:
+    code, sig = request.query_params.get("done"), request.query_params.get("sig")
+    args = request.query_params.getlist("arg")
+    if not code or not sig or not hmac.compare_digest(sig.encode(), _signature(request, who, [code, *args]).encode()):
+        return None, []  # compared as bytes: a link may hold any text
+    return code, args
+
+
 def read_flash(request: Request, who: Principal) -> dict[str, Any]:
     """The ``flash`` (and ``flash_kind``) context of a page reached by ``flash_redirect`` ({} otherwise)."""
-    code, sig = request.query_params.get("done"), request.query_params.get("sig")
-    if not code or not sig:
-        return {}
-    args = request.query_params.getlist("arg")
-    if not hmac.compare_digest(sig, _signature(request, who, [code, *args])):
+    code, args = _signed(request, who)
+    if code is None:
         return {}
     if code == "bulk" and len(args) == 3 and args[0] in BULK_VERBS and args[1].isdigit() and args[2].isdigit():
         action, matched, changed = args[0], int(args[1]), int(args[2])
@@ -188,10 +203,8 @@ def read_flash(request: Request, who: Principal) -> dict[str, Any]:
             text += (f" {matched - changed:,} were left as they were (a worker held them at that moment"
                      + (", or an unfinished job holds their unique key)." if action == "retry" else ")."))
         return {"flash": text, "flash_kind": "ok"}
-    template = FLASH_TEXT.get(code)
-    if template is None or template.count("{") != len(args):
-        return {}
-    return {"flash": template.format(*args), "flash_kind": "ok"}
+    message = signed_message(request, who, FLASH_TEXT)
+    return {} if message is None else {"flash": message, "flash_kind": "ok"}
 
 
 # ---------------------------------------------------------------- forms, htmx, errors

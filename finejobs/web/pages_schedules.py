@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -21,15 +19,15 @@ from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse
 
 from finejobs.admin import Admin
 from finejobs.errors import FinejobsError
 from finejobs.schedule_ops import RUNS_LEFT_CAP, SORT_KEYS, Schedule
 from finejobs.scheduler import MISFIRES, OVERLAPS, ScheduleNotFound
 from finejobs.web import schedule_form as sf
-from finejobs.web.deps import Operator, Viewer, admin_for, csrf_token
-from finejobs.web.pages_common import scrub
+from finejobs.web.deps import Operator, Viewer, admin_for
+from finejobs.web.pages_common import flash_redirect, scrub, signed_message
 from finejobs.web.render import render
 from finejobs.web.security import Principal
 
@@ -74,26 +72,13 @@ def _href(request: Request) -> Callable[..., str]:
     return href
 
 
-def _signature(request: Request, who: Principal, done: str, args: list[str]) -> str:
-    key = csrf_token(request, who).encode()
-    return hmac.new(key, "\0".join(["schedule-flash", done, *args]).encode(), hashlib.sha256).hexdigest()[:24]
-
-
 def _done(request: Request, who: Principal, path: str, done: str, *args: str | int) -> Response:
     """303 to ``path``, which then says what was done (signed for ``who``: a link cannot make it claim more)."""
-    texts = [str(a)[:300] for a in args]
-    query = [("done", done), *(("arg", a) for a in texts), ("sig", _signature(request, who, done, texts))]
-    return RedirectResponse(f"{request.scope.get('root_path', '')}{path}?{urlencode(query)}", status_code=303)
+    return flash_redirect(request, who, path, done, *args)
 
 
 def _flash(request: Request, who: Principal) -> str | None:
-    done, sig = request.query_params.get("done", ""), request.query_params.get("sig", "")
-    args = request.query_params.getlist("arg")
-    template = _MESSAGES.get(done)
-    if template is None or template.count("{") != len(args) or not hmac.compare_digest(
-            sig.encode(), _signature(request, who, done, args).encode()):  # bytes: any text a link holds
-        return None
-    return template.format(*args)
+    return signed_message(request, who, _MESSAGES)
 
 
 async def form_fields(request: Request) -> dict[str, Any]:
