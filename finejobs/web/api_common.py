@@ -28,9 +28,8 @@ from finejobs.errors import (
     PayloadError,
     SchemaError,
 )
-from finejobs.masking import mask_passwords, password_forms
 from finejobs.scheduler import ScheduleNotFound
-from finejobs.web.deps import console_of
+from finejobs.web.deps import scrub
 from finejobs.web.schemas import Message, Problems
 
 # ---------------------------------------------------------------- documented responses
@@ -200,27 +199,3 @@ def refuse(message: str, *loc: str) -> FinejobsError:
 
 
 # ---------------------------------------------------------------- passwords
-
-
-def _secrets(request: Request) -> list[str]:
-    console = console_of(request)
-    found = console.extras.get("secrets")
-    if found is None:
-        queue = console.admin.queue
-        forms: set[str] = set()
-        try:
-            for name in queue.databases:
-                forms |= password_forms(queue.shard_map.url(name))
-        except FinejobsError:
-            pass
-        found = console.extras["secrets"] = sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
-    return list(found)
-
-
-def scrub(request: Request, text: str) -> str:
-    """``text`` with passwords of URLs, and the passwords of the queue's databases, masked."""
-    text = mask_passwords(text)
-    for secret in _secrets(request):
-        if secret in text:
-            text = text.replace(secret, "***")
-    return text

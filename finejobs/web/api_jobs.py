@@ -13,8 +13,8 @@ from finejobs.filters import MAX_FILTER_TEXT, JobFilter
 from finejobs.jobs import Job, JobState
 from finejobs.limits import MAX_MESSAGE_CHARS, check_text
 from finejobs.web import schemas
-from finejobs.web.api_common import ACT, ACTION, ITEM, READ, Route, located, refuse, scrub
-from finejobs.web.deps import Operator, Viewer, admin_for
+from finejobs.web.api_common import ACT, ACTION, ITEM, READ, Route, located, refuse
+from finejobs.web.deps import Operator, Viewer, admin_for, scrub
 
 router = APIRouter(route_class=Route)
 

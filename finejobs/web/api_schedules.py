@@ -22,8 +22,8 @@ from finejobs.limits import check_duration, check_text
 from finejobs.schedule_ops import Schedule, ScheduleRun
 from finejobs.schedules import Adaptive, Cron, DailyAt, Every, Once, RRule, Rule
 from finejobs.web import schemas
-from finejobs.web.api_common import ACT, ACTION, ITEM, READ, Route, located, refuse, scrub
-from finejobs.web.deps import Operator, Viewer, admin_for
+from finejobs.web.api_common import ACT, ACTION, ITEM, READ, Route, located, refuse
+from finejobs.web.deps import Operator, Viewer, admin_for, scrub
 
 router = APIRouter(tags=["schedules"], route_class=Route)
 

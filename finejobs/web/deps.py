@@ -14,6 +14,8 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request
 
 from finejobs.admin import Admin
+from finejobs.errors import FinejobsError
+from finejobs.masking import mask_passwords, password_forms
 from finejobs.web.security import CSRF_FIELD, CSRF_HEADER, Gate, Principal
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -76,6 +78,31 @@ async def _csrf_sent(request: Request) -> str | None:
 def admin_for(request: Request, who: Principal) -> Admin:
     """The operations API, its actions recorded in the audit log as done by ``who``."""
     return console_of(request).admin.as_actor(f"web:{who.name}")
+
+
+def secrets_of(request: Request) -> frozenset[str]:
+    """Every form of the passwords in the queue's database URLs (computed once per console)."""
+    console = console_of(request)
+    found = console.extras.get("secrets")
+    if found is None:
+        queue = console.admin.queue
+        forms: set[str] = set()
+        for name in queue.databases:
+            try:
+                forms |= password_forms(queue.shard_map.url(name))
+            except FinejobsError:  # a URL that cannot be read has no password to find
+                continue
+        found = console.extras["secrets"] = frozenset(f for f in forms if len(f) >= 3)
+    return frozenset(found)
+
+
+def scrub(request: Request, text: Any) -> str:
+    """``text`` with passwords masked: those of any URL in it, and the queue's database passwords in any form
+    (a handler's error may quote the URL it was given). Every surface scrubs what jobs hold before showing it."""
+    out = mask_passwords("" if text is None else str(text))
+    for secret in sorted(secrets_of(request), key=len, reverse=True):
+        out = out.replace(secret, "***")
+    return out
 
 
 def csrf_token(request: Request, who: Principal) -> str:

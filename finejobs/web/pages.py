@@ -19,8 +19,8 @@ from starlette.exceptions import HTTPException
 from finejobs.admin import EXPIRING_WITHIN
 from finejobs.errors import FinejobsError
 from finejobs.web import charts
-from finejobs.web.deps import Viewer, admin_for
-from finejobs.web.pages_common import STATES, both, error_page, root_of, scrub, status_of
+from finejobs.web.deps import Viewer, admin_for, scrub
+from finejobs.web.pages_common import STATES, both, error_page, root_of, status_of
 from finejobs.web.pages_jobs import router as jobs_router
 from finejobs.web.pages_ops import router as ops_router
 from finejobs.web.render import render, templates

@@ -25,8 +25,8 @@ from jinja2.runtime import Context
 from finejobs.errors import DatabaseUnavailable, FinejobsError, InvalidJobOptions
 from finejobs.filters import JobFilter
 from finejobs.jobs import JobState
-from finejobs.masking import mask_passwords, password_forms
-from finejobs.web.deps import console_of, csrf_token
+from finejobs.masking import mask_passwords
+from finejobs.web.deps import csrf_token, scrub
 from finejobs.web.render import render, templates
 from finejobs.web.security import Principal
 
@@ -104,30 +104,6 @@ def local_value(moment: datetime | None) -> str:
 
 
 # ---------------------------------------------------------------- passwords out of what jobs hold
-
-
-def secrets_of(request: Request) -> frozenset[str]:
-    """Every form of the passwords in the queue's database URLs (computed once per console)."""
-    console = console_of(request)
-    found = console.extras.get("page_secrets")
-    if found is None:
-        queue = console.admin.queue
-        forms: set[str] = set()
-        for name in queue.databases:
-            try:
-                forms |= password_forms(queue.shard_map.url(name))
-            except FinejobsError:  # pragma: no cover (a shard map always names its databases' URLs)
-                continue
-        found = console.extras["page_secrets"] = frozenset(f for f in forms if len(f) >= 3)
-    return frozenset(found)
-
-
-def scrub(request: Request, text: Any) -> str:
-    """``text`` with database passwords masked (a handler's error may quote the URL it was given)."""
-    out = mask_passwords("" if text is None else str(text))
-    for secret in sorted(secrets_of(request), key=len, reverse=True):
-        out = out.replace(secret, "***")
-    return out
 
 
 @pass_context

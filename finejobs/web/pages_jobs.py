@@ -15,7 +15,7 @@ from finejobs.admin import Admin, BulkResult
 from finejobs.errors import FinejobsError, InvalidJobOptions, JobNotFound
 from finejobs.filters import JobFilter
 from finejobs.jobs import Job, JobState
-from finejobs.web.deps import Operator, Viewer, admin_for
+from finejobs.web.deps import Operator, Viewer, admin_for, scrub
 from finejobs.web.pages_common import (
     STATES,
     FilterForm,
@@ -25,7 +25,6 @@ from finejobs.web.pages_common import (
     flash_redirect,
     is_htmx,
     read_flash,
-    scrub,
     status_of,
 )
 from finejobs.web.render import render

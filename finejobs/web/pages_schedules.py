@@ -26,8 +26,8 @@ from finejobs.errors import FinejobsError
 from finejobs.schedule_ops import RUNS_LEFT_CAP, SORT_KEYS, Schedule
 from finejobs.scheduler import MISFIRES, OVERLAPS, ScheduleNotFound
 from finejobs.web import schedule_form as sf
-from finejobs.web.deps import Operator, Viewer, admin_for
-from finejobs.web.pages_common import flash_redirect, scrub, signed_message
+from finejobs.web.deps import Operator, Viewer, admin_for, scrub
+from finejobs.web.pages_common import flash_redirect, signed_message
 from finejobs.web.render import render
 from finejobs.web.security import Principal
 

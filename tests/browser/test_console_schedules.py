@@ -20,7 +20,6 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.select import Select
-from selenium.webdriver.support.ui import WebDriverWait
 
 import finejobs
 import finejobs.web
@@ -28,19 +27,12 @@ from finejobs import Adaptive, Cron, Every, Once, RRule
 from finejobs.runtime.worker import Worker
 from finejobs.scheduler import ScheduleNotFound
 from finejobs.testing import FakeClock
+from tests.browser.helpers import text_of, wait_for
 
-WAIT = 10
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)  # the FakeClock's start: a Sunday
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 
 
-def wait_for(browser: WebDriver, condition: Callable[[WebDriver], Any], timeout: float = WAIT) -> Any:
-    return WebDriverWait(browser, timeout, poll_frequency=0.05).until(condition)
-
-
-def text_of(browser: WebDriver, css: str) -> str:
-    found = browser.find_elements(By.CSS_SELECTOR, css)
-    return found[0].text if found else ""
 
 
 def fill(browser: WebDriver, field: str, value: str) -> None:

@@ -4,33 +4,19 @@ jobs stay available while other shards' jobs run), resume it, see them run."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.ui import WebDriverWait
 
 import finejobs
 from finejobs import Admin, JobState
+from tests.browser.helpers import text_of, wait_for, wait_until
 
 PAUSE_SEEN = 1.2  # a worker reads the control table at least every second (and on the pause's NOTIFY at once)
 
 
-def wait_for(browser: WebDriver, condition: Callable[[WebDriver], Any], timeout: float = 10) -> Any:
-    return WebDriverWait(browser, timeout, poll_frequency=0.05).until(condition)
 
-
-def text_of(browser: WebDriver, css: str) -> str:
-    found = browser.find_elements(By.CSS_SELECTOR, css)
-    return found[0].text if found else ""
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def button(browser: WebDriver, row: str, action: str) -> Any:
