@@ -144,7 +144,7 @@ def _measure(queue: finejobs.Queue, url: str, *, repeats: int) -> list[AdminRow]
     middle = (low + high) // 2 if low is not None else 1
     deep = make_cursor(admin._cursor_key(), JobFilter(), 0, middle)  # as a reader has it half way down the list
     raw = psycopg.connect(url, autocommit=True)
-    calls: list[tuple[str, str, Callable[[], Any]]] = [
+    calls: list[Call] = [
         ("raw: SELECT * ORDER BY id DESC LIMIT 50", "", lambda: raw.execute(
             "SELECT * FROM finejobs_jobs ORDER BY id DESC LIMIT 50").fetchall()),
         ("raw: SELECT count(*)", "", lambda: raw.execute("SELECT count(*) FROM finejobs_jobs").fetchall()),
@@ -175,18 +175,26 @@ def _measure(queue: finejobs.Queue, url: str, *, repeats: int) -> list[AdminRow]
         ("workers()", "page", lambda: admin.workers()),
     ]
     try:
-        for _, _, call in calls:  # warm: connections, the prepared statements of psycopg, the cache
-            for _ in range(2):
-                call()
-        samples: dict[str, list[float]] = {name: [] for name, _, _ in calls}
-        for _ in range(repeats):
-            for name, _, call in calls:
-                start = time.perf_counter()
-                call()
-                samples[name].append((time.perf_counter() - start) * 1000)
+        return time_rounds(calls, repeats=repeats, baselines={"page": calls[0][0], "count": calls[1][0]})
     finally:
         raw.close()
-    baselines = {"page": calls[0][0], "count": calls[1][0]}
+
+
+Call = tuple[str, str, Callable[[], Any]]  # (name, the kind of baseline it is compared with, the call)
+
+
+def time_rounds(calls: list[Call], *, repeats: int, baselines: dict[str, str]) -> list[AdminRow]:
+    """Warm every call twice, then time them in rounds (each call once a round, so a drift of the machine's
+    load hits every figure alike); ``baselines`` maps a call's kind to the name of its baseline row."""
+    for _, _, call in calls:  # warm: connections, the prepared statements of psycopg, the cache
+        for _ in range(2):
+            call()
+    samples: dict[str, list[float]] = {name: [] for name, _, _ in calls}
+    for _ in range(repeats):
+        for name, _, call in calls:
+            start = time.perf_counter()
+            call()
+            samples[name].append((time.perf_counter() - start) * 1000)
     return [AdminRow(name, tuple(samples[name]), baselines.get(kind, "")) for name, kind, _ in calls]
 
 

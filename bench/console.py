@@ -11,7 +11,6 @@ same server). Target: every call under 200 ms p95.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -21,7 +20,7 @@ import psycopg
 
 import finejobs
 import finejobs.web
-from bench.admin import TARGET_MS, AdminResult, AdminRow, _registry, fill
+from bench.admin import TARGET_MS, AdminResult, AdminRow, Call, _registry, fill, time_rounds
 from bench.core import create_database, drop_database
 from finejobs import Every
 from finejobs.admin import Admin
@@ -86,7 +85,7 @@ def _measure(base: str, url: str, *, repeats: int) -> list[AdminRow]:
 
     first = client.get("/api/v1/jobs", params={"limit": 50}).json()
     cursor = first.get("next_cursor")
-    calls: list[tuple[str, str, Callable[[], Any]]] = [
+    calls: list[Call] = [
         ("raw: SELECT * ORDER BY id DESC LIMIT 50", "", lambda: raw.execute(
             "SELECT * FROM finejobs_jobs ORDER BY id DESC LIMIT 50").fetchall()),
         ("raw: GET /static/console.css (the HTTP floor)", "", get("/static/console.css")),
@@ -115,20 +114,10 @@ def _measure(base: str, url: str, *, repeats: int) -> list[AdminRow]:
         ("GET /metrics", "page", get("/metrics")),
     ]
     try:
-        for _, _, call in calls:  # warm: connections, prepared statements
-            for _ in range(2):
-                call()
-        samples: dict[str, list[float]] = {name: [] for name, _, _ in calls}
-        for _ in range(repeats):
-            for name, _, call in calls:
-                start = time.perf_counter()
-                call()
-                samples[name].append((time.perf_counter() - start) * 1000)
+        return time_rounds(calls, repeats=repeats, baselines={"page": calls[0][0]})
     finally:
         raw.close()
         client.close()
-    baselines = {"page": calls[0][0]}
-    return [AdminRow(name, tuple(samples[name]), baselines.get(kind, "")) for name, kind, _ in calls]
 
 
 def console_markdown(result: AdminResult) -> str:
