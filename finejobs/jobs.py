@@ -101,6 +101,9 @@ class Job:
     # The W3C trace context of the enqueuer ({"traceparent": ..., "tracestate": ...}) when tracing was on
     # (finejobs.tracing); the execution span links to it. None without tracing.
     trace: dict[str, str] | None = None
+    # What the handler returned (JSON: dicts, lists, strings, numbers, booleans) when the job succeeded and
+    # the handler returned something other than None or finejobs.Idle that JSON can keep; else None.
+    return_value: Any = None
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any], *, now: datetime) -> Job:
@@ -149,6 +152,7 @@ class Job:
             fire_at=row.get("fire_at"),
             result=row.get("result"),
             trace=trace_carrier(row.get("trace")),
+            return_value=_lenient(row.get("return_value")),
         )
 
     @classmethod
@@ -258,6 +262,13 @@ class Outcome:
     claims: int | None = None
     # The job's shard: the write then touches that shard's partition only. None: look in every partition.
     shard: str | None = None
+    # A success's return value as the JSON text to store (finejobs.outcomes.succeeded), None for none.
+    return_value: str | None = None
+
+
+def _lenient(value: Any) -> Any:
+    """A stored value nothing depends on for correctness: one that could not be decoded reads as None."""
+    return None if isinstance(value, Undecodable) else value
 
 
 @dataclass(frozen=True)

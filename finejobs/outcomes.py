@@ -9,7 +9,16 @@ from typing import Any
 
 from finejobs.errors import Cancel, Snooze
 from finejobs.jobs import AttemptError, Job, JobState, Outcome
-from finejobs.limits import MAX_MESSAGE_CHARS, MAX_TRACEBACK_CHARS, cap, clamp_after, log_safe, storable_text
+from finejobs.limits import (
+    MAX_MESSAGE_CHARS,
+    MAX_RETURN_VALUE_BYTES,
+    MAX_TRACEBACK_CHARS,
+    cap,
+    clamp_after,
+    log_safe,
+    storable_text,
+)
+from finejobs.payloads import encode_value
 from finejobs.retry import Retry
 
 
@@ -113,8 +122,19 @@ def expired_unstarted(job: Job, *, now: datetime) -> Outcome:
 
 
 def succeeded(job: Job, *, now: datetime, result: object = None) -> Outcome:
-    """The outcome of an attempt that returned ``result`` (finejobs.Idle is recorded as 'idle')."""
-    return _outcome(job, JobState.SUCCEEDED.value, finished_at=now, result=result_of(result))
+    """The outcome of an attempt that returned ``result`` (finejobs.Idle is recorded as 'idle'; any other value
+    but None is kept as the job's return_value when JSON can keep it: see return_json)."""
+    return _outcome(job, JobState.SUCCEEDED.value, finished_at=now, result=result_of(result),
+                    return_value=return_json(result))
+
+
+def return_json(value: object) -> str | None:
+    """A handler's return value as the JSON text to store; None for None and finejobs.Idle (nothing to keep:
+    plain jobs cost nothing more) and for a value JSON cannot keep (finejobs.payloads' rules) or one over
+    MAX_RETURN_VALUE_BYTES."""
+    if value is None or value is Idle or value is _IdleType:
+        return None
+    return encode_value(value, max_bytes=MAX_RETURN_VALUE_BYTES)
 
 
 def unrunnable(job: Job, why: str, *, now: datetime, worker: str) -> Outcome:

@@ -24,7 +24,8 @@ _MARK = "\x00f"  # a NUL never reaches the JSON text of a valid payload: a safe 
 
 
 def encode(kind: str, payload: Mapping[str, Any], *, max_bytes: int) -> str:
-    """The payload's JSON text as stored, or PayloadError naming the field that cannot be kept."""
+    """The payload's JSON text as stored, or PayloadError naming the field that cannot be kept (any JSON value
+    at the root is encoded the same way: see encode_value)."""
     value: Any = payload
     if _check(kind, payload, "", 0):
         wide: list[float] = []
@@ -41,6 +42,15 @@ def encode(kind: str, payload: Mapping[str, Any], *, max_bytes: int) -> str:
     if size > max_bytes:
         raise PayloadError(kind, ["<root>"], f"the payload is {size} bytes, over the limit of {max_bytes}")
     return text
+
+
+def encode_value(value: Any, *, max_bytes: int) -> str | None:
+    """Any JSON value (a handler's return value) as jsonb keeps it, by the rules of payloads; None if it
+    cannot be kept that way or its JSON text is over ``max_bytes``."""
+    try:
+        return encode("", value, max_bytes=max_bytes)
+    except PayloadError:
+        return None
 
 
 def _check(kind: str, value: Any, path: str, depth: int) -> bool:

@@ -13,6 +13,8 @@ from typing import Any, Self
 import psycopg
 import sqlalchemy as sa
 from psycopg.rows import dict_row
+from psycopg.types.datetime import TimestamptzLoader
+from psycopg.types.json import JsonbLoader, JsonLoader
 from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
@@ -171,6 +173,15 @@ def _fetch_all(cur: psycopg.Cursor[dict[str, Any]]) -> list[dict[str, Any]]:
         return rows
 
 
+def _own_loaders(cur: psycopg.Cursor[Any]) -> None:
+    """On a caller's psycopg connection, read json, jsonb and timestamptz as finejobs does, whatever loaders the
+    caller's connection has (Django's give jsonb as text, and timestamptz in its own time zone). The cursor's
+    adapters are its own copy: the caller's connection is left as it was."""
+    cur.adapters.register_loader("jsonb", JsonbLoader)
+    cur.adapters.register_loader("json", JsonLoader)
+    cur.adapters.register_loader("timestamptz", TimestamptzLoader)
+
+
 def _run(conn: UserConnection, stmt: sa.TextClause, params: Mapping[str, Any]) -> list[Mapping[Any, Any]]:
     """Run a statement on our connection or on a caller's (SQLAlchemy or psycopg) connection."""
     if isinstance(conn, Session):
@@ -180,6 +191,7 @@ def _run(conn: UserConnection, stmt: sa.TextClause, params: Mapping[str, Any]) -
         return list(result.mappings()) if result.returns_rows else []
     if isinstance(conn, psycopg.Connection):
         with conn.cursor(row_factory=dict_row) as cur:
+            _own_loaders(cur)
             cur.execute(_compiled_for_psycopg(stmt), dict(params))
             return list(_fetch_all(cur))
     raise TypeError(

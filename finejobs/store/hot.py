@@ -96,22 +96,26 @@ _PENDING_SHARDS = sa.text(
 )
 
 
-def _complete_sql(*, in_shard: bool) -> sa.TextClause:
+def _complete_sql(*, in_shard: bool, returns: bool = False) -> sa.TextClause:
     # The outcomes are materialized once and the rows found by primary key: a nested loop over the
     # function scan would parse the JSON once per candidate row. With in_shard, the statement names the
     # shard, so it touches that shard's partition only (pruned at executor start, generic plans too).
+    # With returns, the outcomes also carry return values (JSON text, parsed here): only a batch holding one
+    # runs that form, so that plain jobs' completions cost what they did before return values existed.
     shard = "j.shard = :shard AND " if in_shard else ""
+    column, assign = (", return_value text", "\n        return_value = CAST(u.return_value AS jsonb),") \
+        if returns else ("", "")
     return sa.text(f"""
     WITH u AS MATERIALIZED (
         SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb))
             AS x(id bigint, attempt integer, claims integer, state text, run_at timestamptz,
-                 finished_at timestamptz, error jsonb, uncount integer, result text)
+                 finished_at timestamptz, error jsonb, uncount integer, result text{column})
     )
     UPDATE finejobs_jobs j
     SET state = u.state,
         run_at = COALESCE(u.run_at, j.run_at),
         attempt = j.attempt - u.uncount,
-        result = u.result,
+        result = u.result,{assign}
         finished_at = u.finished_at,
         errors = CASE WHEN u.error IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(u.error) END,
         lease_owner = NULL,
@@ -125,6 +129,10 @@ def _complete_sql(*, in_shard: bool) -> sa.TextClause:
 
 
 _COMPLETE_IN_SHARD = _complete_sql(in_shard=True)
+
+
+_COMPLETE_RETURNS = {True: _complete_sql(in_shard=True, returns=True),
+                     False: _complete_sql(in_shard=False, returns=True)}
 
 
 _COMPLETE_SHARDS_APART = 2  # a batch with outcomes of more shards than this is written in one statement
@@ -286,14 +294,18 @@ class HotPathStore(StoreBase):
                 {"id": o.job_id, "attempt": o.attempt, "claims": o.claims, "state": o.state, "uncount": o.uncount,
                  "run_at": o.run_at.isoformat() if o.run_at else None,
                  "finished_at": o.finished_at.isoformat() if o.finished_at else None,
-                 "error": o.error.to_json() if o.error else None, "result": o.result})
+                 "error": o.error.to_json() if o.error else None, "result": o.result,
+                 **({} if o.return_value is None else {"return_value": o.return_value})})
         if len(by_shard) > _COMPLETE_SHARDS_APART:
             # Outcomes of many shards (a worker serving many): one statement over every partition's primary
             # key costs less than a round trip per shard.
             by_shard = {None: [row for rows in by_shard.values() for row in rows]}
         applied: set[int] = set()
         for shard, rows in by_shard.items():  # one statement per shard: each touches one partition
-            stmt = _COMPLETE_ANY_SHARD if shard is None else _COMPLETE_IN_SHARD
+            if any("return_value" in row for row in rows):
+                stmt = _COMPLETE_RETURNS[shard is not None]
+            else:
+                stmt = _COMPLETE_ANY_SHARD if shard is None else _COMPLETE_IN_SHARD
             params = {"owner": owner, "rows": json.dumps(rows), "shard": shard}
             applied.update(r["id"] for r in self._fast(stmt, params))
         return applied

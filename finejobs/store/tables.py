@@ -47,6 +47,8 @@ jobs_table = sa.Table(
     sa.Column("moved_from", sa.Text),
     # 0007: the enqueuer's W3C trace context (finejobs.tracing), NULL when tracing is off.
     sa.Column("trace", pg.JSONB),
+    # What the handler returned, as JSON (0008; succeeded jobs only, NULL when it returned None).
+    sa.Column("return_value", pg.JSONB),
 )
 
 

@@ -8,7 +8,7 @@ Layers only point down (docs/architecture.md draws them):
     queue     kinds, scheduler, schedule_ops, queue, devdb, _embedded, tracing
     runtime   finejobs.runtime.*
     admin     admin, shard_move                     (the operations API)
-    surfaces  finejobs.cli.*, metrics  (later web, contrib)  and the package's __init__
+    surfaces  finejobs.cli.*, web.*, metrics, contrib.* (django)  and the package's __init__
 
 A module may import its own layer or any layer below it, never one above, and module-level imports form
 no circle. An import inside a function runs late and cannot make a circle at import time; upward ones
@@ -36,7 +36,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                "finejobs._embedded", "finejobs.tracing")),
     ("runtime", ("finejobs.runtime",)),
     ("admin", ("finejobs.admin", "finejobs.shard_move")),
-    ("surfaces", ("finejobs.cli", "finejobs.web", "finejobs.metrics", "finejobs.__main__", "finejobs")),
+    ("surfaces", ("finejobs.cli", "finejobs.web", "finejobs.metrics", "finejobs.contrib", "finejobs.__main__",
+                  "finejobs")),
 ]
 
 # (importer, imported): late imports that point up, on purpose.
