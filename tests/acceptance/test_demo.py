@@ -45,8 +45,9 @@ def test_dosage_reminders_demo_sends_or_explains_every_alert(database_url: str) 
         assert table == partition_name(shard)
 
 
-def test_the_demo_keeps_the_console_open_with_console(database_url: str) -> None:
-    """--console: after the summary, the console serves the demo's database until interrupted."""
+def test_the_demo_keeps_the_console_open_with_console(empty_database_url: str) -> None:
+    """--console: after the summary, the console serves the demo's database until interrupted (a database of
+    its own: the console's counts are the demo's alone)."""
     import signal
 
     import httpx
@@ -54,7 +55,7 @@ def test_the_demo_keeps_the_console_open_with_console(database_url: str) -> None
     proc = subprocess.Popen(
         [sys.executable, "-m", "examples.dosage_reminders", "--patients", "40", "--districts", "2",
          "--failure-rate", "0", "--console", "--console-port", "0"],
-        cwd=REPO_ROOT, env=cli_env(database_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cwd=REPO_ROOT, env=cli_env(empty_database_url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         lines = []
