@@ -24,6 +24,8 @@ from finejobs import JobContext, Queue, Retry
 from finejobs.store import libpq_url
 
 KIND = "crash.work"
+MEMBER_KIND = "crash.member"  # a group member (bench.group_crash): sleeps, records nothing
+CALLBACK_KIND = "crash.callback"  # a group's callback: records each run in crash_callbacks
 # A job killed mid-run comes back with its attempt counted; a handful of kills of the same job must not
 # fail it, so the suite can demand that every job succeeds.
 MAX_ATTEMPTS = 25
@@ -39,6 +41,14 @@ CREATE TABLE IF NOT EXISTS crash_events (
     lease_lost boolean  NOT NULL DEFAULT false
 );
 CREATE INDEX IF NOT EXISTS crash_events_job_idx ON crash_events (job_id, attempt);
+CREATE TABLE IF NOT EXISTS crash_callbacks (
+    id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id  bigint      NOT NULL,
+    "group" text        NOT NULL,
+    event   text        NOT NULL,
+    pid     integer     NOT NULL,
+    at      timestamptz NOT NULL DEFAULT clock_timestamp()
+);
 """
 
 _RECORD = (
@@ -78,6 +88,16 @@ def make_queue(url: str | None = None) -> Queue:
         record(ctx.job.id, ctx.attempt, "start")
         time.sleep(payload.sleep_ms / 1000)
         record(ctx.job.id, ctx.attempt, "finish", lease_lost=ctx.cancelled.is_set())
+
+    @q.job(MEMBER_KIND, retry=Retry(max_attempts=MAX_ATTEMPTS, backoff=timedelta(milliseconds=10),
+                                    max_backoff=timedelta(milliseconds=100)))
+    def member(payload: Work) -> None:
+        time.sleep(payload.sleep_ms / 1000)
+
+    @q.job(CALLBACK_KIND, retry=Retry(max_attempts=MAX_ATTEMPTS, backoff=timedelta(milliseconds=10)))
+    def callback(payload: dict[str, Any], ctx: JobContext) -> None:
+        _connection().execute('INSERT INTO crash_callbacks (job_id, "group", event, pid) VALUES (%s, %s, %s, %s)',
+                              (ctx.job.id, payload["group"], payload["event"], os.getpid()))
 
     return q
 

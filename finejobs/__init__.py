@@ -8,6 +8,7 @@ from finejobs.errors import (
     DatabaseUnavailable,
     EnqueueError,
     FinejobsError,
+    GroupNotFound,
     InvalidJobOptions,
     JobNotFound,
     PayloadError,
@@ -16,6 +17,7 @@ from finejobs.errors import (
     UnknownKindError,
 )
 from finejobs.filters import JobFilter
+from finejobs.groups import Callback, Group, GroupProgress, GroupTimeout
 from finejobs.jobs import AttemptError, Job, JobContext, JobState
 from finejobs.kinds import JobKind, JobSpec
 from finejobs.outcomes import Idle
@@ -38,6 +40,7 @@ __all__ = [
     "BulkResult",
     "ByField",
     "ByHash",
+    "Callback",
     "Cancel",
     "ConfigurationError",
     "Count",
@@ -47,6 +50,10 @@ __all__ = [
     "EnqueueError",
     "Every",
     "FinejobsError",
+    "Group",
+    "GroupNotFound",
+    "GroupProgress",
+    "GroupTimeout",
     "Idle",
     "InvalidJobOptions",
     "Job",

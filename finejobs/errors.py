@@ -69,6 +69,14 @@ class JobNotFound(FinejobsError, LookupError):
     """No job has this id."""
 
 
+class GroupNotFound(FinejobsError, LookupError):
+    """No group has this name (or id)."""
+
+
+class PipelineNotFound(FinejobsError, LookupError):
+    """No pipeline run has this id (or no pipeline is declared with this name)."""
+
+
 class Cancel(Exception):
     """Raise from a handler to end the job as ``cancelled``."""
 

@@ -104,6 +104,7 @@ class Job:
     # What the handler returned (JSON: dicts, lists, strings, numbers, booleans) when the job succeeded and
     # the handler returned something other than None or finejobs.Idle that JSON can keep; else None.
     return_value: Any = None
+    group_id: int | None = None  # the group this job is a member of (queue.group), if any
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any], *, now: datetime) -> Job:
@@ -153,6 +154,7 @@ class Job:
             result=row.get("result"),
             trace=trace_carrier(row.get("trace")),
             return_value=_lenient(row.get("return_value")),
+            group_id=row.get("group_id"),
         )
 
     @classmethod
@@ -175,6 +177,7 @@ class Job:
             created_at=time("created_at") or now, started_at=time("started_at"), finished_at=time("finished_at"),
             claims=number("claims", 0), schedule_id=row.get("schedule_id"), fire_at=time("fire_at"),
             result=row.get("result"), defect=why[:2000], trace=trace_carrier(row.get("trace")),
+            group_id=row.get("group_id") if isinstance(row.get("group_id"), int) else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -206,6 +209,7 @@ class Job:
             "result": self.result,
             "defect": self.defect,
             "trace": self.trace,
+            "group_id": self.group_id,
         }
 
 
@@ -223,6 +227,7 @@ class NewJob:
     max_attempts: int
     unique_key: str | None
     trace: dict[str, str] | None = None  # the enqueuer's W3C trace context (finejobs.tracing), stored as jsonb
+    group_id: int | None = None  # the group it joins (queue.group), counted in the inserting transaction
 
 
 TRACE_KEYS = ("traceparent", "tracestate")  # what a stored trace context may hold
@@ -264,6 +269,8 @@ class Outcome:
     shard: str | None = None
     # A success's return value as the JSON text to store (finejobs.outcomes.succeeded), None for none.
     return_value: str | None = None
+    # The job's group: the write then updates the group's counters in the same transaction.
+    group_id: int | None = None
 
 
 def _lenient(value: Any) -> Any:

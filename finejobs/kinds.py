@@ -25,6 +25,7 @@ from finejobs.store import (
 )
 
 if TYPE_CHECKING:
+    from finejobs.groups import Group
     from finejobs.queue import Queue
 
 P = ParamSpec("P")
@@ -94,11 +95,13 @@ class JobKind(Generic[P, R]):
         priority: int | None = None,
         unique_key: str | None = None,
         conn: UserConnection | None = None,
+        group: Group | None = None,
     ) -> Job:
-        """Validate ``payload`` and store one job. With ``conn``, inside the caller's transaction."""
+        """Validate ``payload`` and store one job. With ``conn``, inside the caller's transaction; with
+        ``group`` (``queue.group(name)``), as a member of that group."""
         spec = JobSpec(payload, shard=shard, run_at=run_at, expires_at=expires_at, priority=priority,
                        unique_key=unique_key)
-        return self.queue._insert([(self, spec)], conn=conn)[0]
+        return self.queue._insert([(self, spec)], conn=conn, group=group)[0]
 
     def enqueue_many(
         self,
@@ -109,16 +112,18 @@ class JobKind(Generic[P, R]):
         expires_at: datetime | None = None,
         priority: int | None = None,
         conn: UserConnection | None = None,
+        group: Group | None = None,
     ) -> list[Job]:
         """Validate every item, then store them all in one statement (all or nothing). With a shard map whose
         databases hold the items' shards: one statement per database, each all or nothing (an invalid item
         still writes nothing anywhere; a database that fails leaves the others' rows written).
 
-        An item is a payload, or a ``JobSpec`` carrying a payload with options of its own.
+        An item is a payload, or a ``JobSpec`` carrying a payload with options of its own. With ``group``,
+        every job joins that group, counted in the same transaction (a sealed group refuses them all).
         """
         defaults = JobSpec(None, shard=shard, run_at=run_at, expires_at=expires_at, priority=priority)
         pairs = [(self, _merge(item, defaults)) for item in items]
-        return self.queue._insert(pairs, conn=conn)
+        return self.queue._insert(pairs, conn=conn, group=group)
 
     def validate(self, payload: Any) -> dict[str, Any]:
         """The payload as the JSON-ready dict that will be stored; raises PayloadError naming the fields."""

@@ -112,7 +112,7 @@ def describe(error: BaseException) -> str:
 
 def _outcome(job: Job, state: str, **fields: Any) -> Outcome:
     """An outcome for this claim of ``job``, fenced by its claim count."""
-    return Outcome(job.id, job.attempt, state, claims=job.claims, shard=job.shard, **fields)
+    return Outcome(job.id, job.attempt, state, claims=job.claims, shard=job.shard, group_id=job.group_id, **fields)
 
 
 def expired_unstarted(job: Job, *, now: datetime) -> Outcome:

@@ -48,6 +48,7 @@ from finejobs.store import (
 )
 
 if TYPE_CHECKING:
+    from finejobs.groups import CallbackLike, Group
     from finejobs.runtime.worker import Worker
     from finejobs.runtime.worker_group import WorkerGroup
 
@@ -272,6 +273,28 @@ class Queue:
     def enqueue_many(self, kind: str, items: Iterable[Any], **options: Any) -> list[Job]:
         return self.kind(kind).enqueue_many(items, **options)
 
+    # ---------------------------------------------------------------- groups
+
+    def group(self, name: str, *, on_complete: CallbackLike | None = None, on_success: CallbackLike | None = None,
+              on_failure: CallbackLike | None = None, database: str | None = None) -> Group:
+        """The group named ``name`` (made now if there is none; an existing group keeps its callbacks).
+
+        Jobs join it through ``group.enqueue(...)``, ``group.enqueue_many(...)`` or ``enqueue(..., group=g)``
+        until ``group.seal()`` (a ``with`` block seals it at its end). Once sealed and all its members are
+        done it finishes: ``on_complete`` runs, and ``on_success`` if every member succeeded, else
+        ``on_failure``: each a job kind, a ``(kind, payload)`` pair or a ``finejobs.Callback``, enqueued
+        exactly once. See docs/pipelines.md."""
+        from finejobs.groups import make_group
+
+        return make_group(self, name, on_complete=on_complete, on_success=on_success, on_failure=on_failure,
+                          database=database)
+
+    def find_group(self, name: str, *, database: str | None = None) -> Group:
+        """The existing group named ``name``; raises GroupNotFound."""
+        from finejobs.groups import find_group
+
+        return find_group(self, name, database=database)
+
     def get(self, job_id: int, *, database: str | None = None) -> Job:
         """The job with this id. With a shard map, ids are per database: name it, or the one holding it is
         found (an id found in several databases is refused as ambiguous)."""
@@ -328,19 +351,20 @@ class Queue:
 
     # ---------------------------------------------------------------- internals
 
-    def _insert(self, pairs: list[tuple[JobKind[Any, Any], JobSpec]], *, conn: UserConnection | None) -> list[Job]:
+    def _insert(self, pairs: list[tuple[JobKind[Any, Any], JobSpec]], *, conn: UserConnection | None,
+                group: Group | None = None) -> list[Job]:
         """Validate everything first (nothing is written if one job is invalid), then insert: one statement
         per database the jobs' shards live in. With tracing on, inside an enqueue span whose context each
         job stores (finejobs.tracing)."""
         if tracing.is_enabled():
             return tracing.enqueue([kind.name for kind, _ in pairs], len(pairs),
-                                   lambda trace: self._insert_jobs(pairs, conn=conn, trace=trace))
-        return self._insert_jobs(pairs, conn=conn, trace=None)
+                                   lambda trace: self._insert_jobs(pairs, conn=conn, trace=trace, group=group))
+        return self._insert_jobs(pairs, conn=conn, trace=None, group=group)
 
     def _insert_jobs(self, pairs: list[tuple[JobKind[Any, Any], JobSpec]], *, conn: UserConnection | None,
-                     trace: dict[str, str] | None) -> list[Job]:
+                     trace: dict[str, str] | None, group: Group | None = None) -> list[Job]:
         now = self.clock()
-        rows = [self._new_job(kind, spec, now, trace) for kind, spec in pairs]
+        rows = [self._new_job(kind, spec, now, trace, group) for kind, spec in pairs]
         shard_map = self.shard_map
         by_database: dict[str, list[int]] = {}
         if len(shard_map.names) == 1:
@@ -395,7 +419,7 @@ class Queue:
         return known
 
     def _new_job(self, kind: JobKind[Any, Any], spec: JobSpec, now: datetime,
-                 trace: dict[str, str] | None = None) -> NewJob:
+                 trace: dict[str, str] | None = None, group: Group | None = None) -> NewJob:
         payload = kind.validate(spec.payload)
         payload_json = encode_payload(kind.name, payload, max_bytes=self.max_payload_bytes)
         run_at = check_time("run_at", spec.run_at) or now
@@ -409,17 +433,26 @@ class Queue:
         check_int("priority", priority, _PRIORITY_RANGE.start, _PRIORITY_RANGE.stop - 1)
         if spec.unique_key is not None:
             check_text("unique_key", spec.unique_key, max_bytes=MAX_UNIQUE_KEY_BYTES)
+        shard = validate_shard_name(kind.shard_for(payload) if spec.shard is None else spec.shard)
+        if group is not None:
+            if group.queue is not self:
+                raise InvalidJobOptions(f"group {group.name!r} belongs to another queue")
+            if self.shard_map.database_for(shard) != group.database:
+                raise InvalidJobOptions(
+                    f"shard {shard!r} lives in database {self.shard_map.database_for(shard)!r}, but group "
+                    f"{group.name!r} lives in {group.database!r}: a group's members live in its database")
         return NewJob(
             kind=kind.name,
             payload=payload,
             payload_json=payload_json,
-            shard=validate_shard_name(kind.shard_for(payload) if spec.shard is None else spec.shard),
+            shard=shard,
             priority=priority,
             run_at=run_at,
             expires_at=expires_at,
             max_attempts=kind.retry.max_attempts,
             unique_key=spec.unique_key,
             trace=trace,
+            group_id=None if group is None else group.id,
         )
 
 

@@ -251,11 +251,12 @@ _OWN_RELATIONS = {
         "schedule_tick_idx", "schedule_unfinished_idx", "moved_from_idx", "0003", "0003_pkey", "0003_id_seq",
         "finished_id_idx",  # migrations/0006
         "schedule_runs_idx",  # migrations/0009
+        "group_idx",  # migrations/0010
     )},
     **{_PARTITION_PREFIX + "other_" + suffix: "an index of the default partition" for suffix in (
         "pkey", "expires_at_idx", "lease_expires_at_idx", "schedule_id_idx", "shard_moved_from_idx",
         "shard_priority_run_at_id_idx", "shard_schedule_id_fire_at_idx", "shard_unique_key_idx",
-        "state_finished_at_idx", "state_id_idx", "schedule_runs_idx",
+        "state_finished_at_idx", "state_id_idx", "schedule_runs_idx", "group_id_state_idx",
     )},
 }
 

@@ -56,11 +56,17 @@ def empty_database_url(server_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def clean_db(database_url: str) -> str:
-    """The session's database with no jobs, schedules, moves, pauses, registry rows or audit entries, and no shard
-    partitions but the default one."""
+    """The session's database with no rows in any finejobs table (jobs, schedules, moves, pauses, registry,
+    audit, groups, pipelines...) but the migrations and the database id, and no shard partitions but the
+    default one."""
     with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
-        conn.execute("TRUNCATE finejobs_jobs, finejobs_schedules, finejobs_shard_moves, finejobs_pauses, "
-                     "finejobs_workers, finejobs_audit RESTART IDENTITY")
+        tables = [name for (name,) in conn.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
+            "AND c.relname LIKE 'finejobs\\_%' AND c.relname NOT IN ('finejobs_migrations', 'finejobs_database') "
+            "ORDER BY 1")]
+        conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
+            sql.SQL(", ").join(sql.Identifier(name) for name in tables)))
         partitions = conn.execute(
             "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
             "WHERE i.inhparent = 'finejobs_jobs'::regclass AND c.relname <> 'finejobs_jobs_other'").fetchall()

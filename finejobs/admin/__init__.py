@@ -26,6 +26,7 @@ from finejobs.admin.core import (
     STATS_TTL,
     Admin,
 )
+from finejobs.admin.groups import GroupDetail, GroupOps
 from finejobs.admin.results import (
     WORKER_GONE_AFTER,
     Activity,
@@ -44,6 +45,7 @@ from finejobs.admin.schedules import AuditedSchedules
 __all__ = [
     "ACTIVITY_CAP", "ACTIVITY_MINUTES", "AUDIT_ACTOR_CHARS", "BULK_BATCH", "BULK_SCAN", "COUNT_CAP",
     "ERROR_COUNT_CAP", "EXPIRING_WITHIN", "PAGE_LIMIT", "PAGE_SCAN", "STATS_CAP", "STATS_TTL", "WORKER_GONE_AFTER",
-    "Activity", "Admin", "AuditEntry", "AuditedSchedules", "BulkResult", "Count", "JobPage", "KindInfo", "Overview",
+    "Activity", "Admin", "AuditEntry", "AuditedSchedules", "BulkResult", "Count", "GroupDetail", "GroupOps",
+    "JobPage", "KindInfo", "Overview",
     "Pause", "Shard", "WorkerInfo",
 ]

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+from finejobs.admin.groups import GroupOps
 from finejobs.admin.results import (
     Activity,
     AuditEntry,
@@ -348,6 +349,11 @@ class Admin:
         """Schedule operations: list, get, add, update, delete, pause, resume, run_now, skip_next, ...
         (those that change a schedule are written to the audit log)."""
         return AuditedSchedules(self.queue, self._acted)
+
+    @property
+    def groups(self) -> GroupOps:
+        """Group operations: list, get, seal, cancel (seal and cancel are written to the audit log)."""
+        return GroupOps(self.queue, self._acted)
 
     def shards(self) -> list[Shard]:
         """Every shard with jobs or a partition, in every database, with counts by state; by name."""

@@ -11,6 +11,9 @@ shards       ShardStore: partitions, shard counts, the outbox of a move between 
 schedules    ScheduleStore: schedule rows
 operations   OperationsStore: filtered keyset pages, bounded counts, bulk actions (finejobs.admin)
 control      ControlStore: pauses, the worker registry, the audit log
+groups       GroupStore: groups of jobs, their counters and callbacks
+pipelines    PipelineStore: step pipelines, their steps and work chunks
+bulk         BulkStore: COPY of many new jobs (finejobs.importing)
 ```
 ``JobStore`` is all of them on one engine. Methods are noun-first, take keyword arguments and return frozen
 dataclasses, never raw rows.
@@ -29,11 +32,14 @@ from finejobs.store._base import (
     normalize_url,
     url_secrets,
 )
+from finejobs.store.bulk import BulkStore
 from finejobs.store.control import AuditRow, ControlStore, PauseRow, WorkerRow
+from finejobs.store.groups import GroupRow, GroupStore
 from finejobs.store.hot import MaintenanceResult
 from finejobs.store.jobs import JobRowsStore, Stats
 from finejobs.store.migrate import Migration, MigrationStore, available_migrations
 from finejobs.store.operations import PageRows
+from finejobs.store.pipelines import PipelineStore
 from finejobs.store.schedules import SCHEDULE_SETTABLE, ScheduleRow, ScheduleRunRow, ScheduleStore
 from finejobs.store.shards import ShardInfo, ShardStore
 from finejobs.store.tables import (
@@ -48,7 +54,8 @@ from finejobs.store.tables import (
 )
 
 
-class JobStore(ShardStore, JobRowsStore, ScheduleStore, ControlStore, MigrationStore):
+class JobStore(ShardStore, JobRowsStore, ScheduleStore, ControlStore, MigrationStore, GroupStore, PipelineStore,
+               BulkStore):
     """All database access of finejobs, on one engine. Thread-safe: each call takes a pooled connection."""
 
 
@@ -58,6 +65,7 @@ __all__ = [
     "SCHEDULE_SETTABLE",
     "UNFINISHED_STORED",
     "AuditRow",
+    "GroupRow",
     "JobStore",
     "MaintenanceResult",
     "Migration",

@@ -4,6 +4,7 @@ workers do (rescue of lost leases, expiry, pruning), with the statements beside 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
@@ -15,7 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from finejobs.jobs import FINAL_STATES, Job, JobState, Outcome
-from finejobs.store._base import StoreBase
+from finejobs.store._base import _run
+from finejobs.store.groups import GroupStore
 from finejobs.store.tables import (
     _LOCK_EXPIRE,
     _LOCK_PRUNE,
@@ -96,12 +98,14 @@ _PENDING_SHARDS = sa.text(
 )
 
 
-def _complete_sql(*, in_shard: bool, returns: bool = False) -> sa.TextClause:
+@functools.cache
+def _complete_sql(*, in_shard: bool, returns: bool = False, grouped: bool = False) -> sa.TextClause:
     # The outcomes are materialized once and the rows found by primary key: a nested loop over the
     # function scan would parse the JSON once per candidate row. With in_shard, the statement names the
     # shard, so it touches that shard's partition only (pruned at executor start, generic plans too).
     # With returns, the outcomes also carry return values (JSON text, parsed here): only a batch holding one
     # runs that form, so that plain jobs' completions cost what they did before return values existed.
+    # With grouped, the statement also returns each row's group and new state, for the group counters.
     shard = "j.shard = :shard AND " if in_shard else ""
     column, assign = (", return_value text", "\n        return_value = CAST(u.return_value AS jsonb),") \
         if returns else ("", "")
@@ -124,21 +128,14 @@ def _complete_sql(*, in_shard: bool, returns: bool = False) -> sa.TextClause:
     WHERE {shard}j.id = ANY(ARRAY(SELECT id FROM u)) AND j.id = u.id
       AND j.state = 'running' AND j.attempt = u.attempt AND j.lease_owner = :owner
       AND (u.claims IS NULL OR j.claims = u.claims)
-    RETURNING j.id
+    RETURNING j.id{", j.group_id, j.state" if grouped else ""}
     """)
 
 
-_COMPLETE_IN_SHARD = _complete_sql(in_shard=True)
-
-
-_COMPLETE_RETURNS = {True: _complete_sql(in_shard=True, returns=True),
-                     False: _complete_sql(in_shard=False, returns=True)}
+_COMPLETE_IN_SHARD = _complete_sql(in_shard=True)  # the plain form (tests read its plan)
 
 
 _COMPLETE_SHARDS_APART = 2  # a batch with outcomes of more shards than this is written in one statement
-
-
-_COMPLETE_ANY_SHARD = _complete_sql(in_shard=False)
 
 
 _HEARTBEAT = sa.text(
@@ -188,7 +185,7 @@ def _rescue_sql(*, mine: bool, in_shard: bool = False) -> sa.TextClause:
             lease_owner = NULL,
             lease_expires_at = NULL
         WHERE {_in(in_shard, "j.")}j.id = ANY(ARRAY(SELECT id FROM stale))
-        RETURNING j.id, j.state
+        RETURNING j.id, j.state, j.group_id
         """
     )
 
@@ -213,7 +210,7 @@ def _expire_sql(*, in_shard: bool) -> sa.TextClause:
             'attempt', j.attempt, 'at', CAST(:now_iso AS text), 'error', 'Expired',
             'message', 'not started before expires_at', 'traceback', NULL, 'worker', NULL))
     WHERE {_in(in_shard, "j.")}j.id = ANY(ARRAY(SELECT id FROM overdue))
-    RETURNING j.id
+    RETURNING j.id, j.group_id
     """)
 
 
@@ -248,7 +245,7 @@ def _claim_order(job: Job) -> tuple[int, datetime, int]:
     return (-job.priority, job.run_at, job.id)
 
 
-class HotPathStore(StoreBase):
+class HotPathStore(GroupStore):
     """Claim, completion, heartbeat, release and maintenance."""
 
     def job_claim(
@@ -300,14 +297,30 @@ class HotPathStore(StoreBase):
             # Outcomes of many shards (a worker serving many): one statement over every partition's primary
             # key costs less than a round trip per shard.
             by_shard = {None: [row for rows in by_shard.values() for row in rows]}
+        if any(o.group_id is not None for o in outcomes):
+            return self._complete_grouped(by_shard, owner=owner, now=max(
+                (o.finished_at for o in outcomes if o.finished_at is not None), default=None))
         applied: set[int] = set()
         for shard, rows in by_shard.items():  # one statement per shard: each touches one partition
-            if any("return_value" in row for row in rows):
-                stmt = _COMPLETE_RETURNS[shard is not None]
-            else:
-                stmt = _COMPLETE_ANY_SHARD if shard is None else _COMPLETE_IN_SHARD
+            stmt = _complete_sql(in_shard=shard is not None, returns=any("return_value" in row for row in rows))
             params = {"owner": owner, "rows": json.dumps(rows), "shard": shard}
             applied.update(r["id"] for r in self._fast(stmt, params))
+        return applied
+
+    def _complete_grouped(self, by_shard: dict[str | None, list[dict[str, Any]]], *, owner: str,
+                          now: datetime | None) -> set[int]:
+        """A batch with members of groups: the outcomes and the groups' counters in one transaction."""
+        applied: set[int] = set()
+        with self.transaction() as conn:
+            changes = []
+            for shard, rows in by_shard.items():
+                stmt = _complete_sql(in_shard=shard is not None, returns=any("return_value" in row for row in rows),
+                                     grouped=True)
+                for r in _run(conn, stmt, {"owner": owner, "rows": json.dumps(rows), "shard": shard}):
+                    applied.add(r["id"])
+                    changes.append((r["group_id"], "running", r["state"]))
+            if now is not None:  # else no outcome ended its job (retries, snoozes): no counter moves
+                self.apply_group_changes(conn, changes, now=now)
         return applied
 
     def job_heartbeat(
@@ -327,8 +340,9 @@ class HotPathStore(StoreBase):
             return {}
         params = {"owner": owner, "ids": list(ids), "now": now, "now_iso": now.isoformat(),
                   "limit": len(ids), "error": error, "message": message}
-        with self.transaction(autocommit=True) as conn:
+        with self.transaction() as conn:
             rows = conn.execute(_RESCUE_MINE, params).all()
+            self.apply_group_changes(conn, [(r.group_id, "running", r.state) for r in rows], now=now)
         return {row.id: JobState(row.state) for row in rows}
 
     def job_rescue_expired_leases(
@@ -345,6 +359,7 @@ class HotPathStore(StoreBase):
             for shard in self._locked_shards(conn, _LOCK_RESCUE, _SHARD_LOCK_RESCUE, shards):
                 rows = conn.execute(_RESCUE_EXPIRED_LEASES[shard is not None], {**params, "shard": shard}).all()
                 found.update((row.id, JobState(row.state)) for row in rows)
+                self.apply_group_changes(conn, [(r.group_id, "running", r.state) for r in rows], now=now)
         return found
 
     def job_expire_overdue(self, *, now: datetime, limit: int = 1000, shards: Sequence[str] | None = None) -> int:
@@ -353,7 +368,9 @@ class HotPathStore(StoreBase):
         count = 0
         with self.transaction() as conn:
             for shard in self._locked_shards(conn, _LOCK_EXPIRE, _SHARD_LOCK_EXPIRE, shards):
-                count += len(conn.execute(_EXPIRE_OVERDUE[shard is not None], {**params, "shard": shard}).all())
+                rows = conn.execute(_EXPIRE_OVERDUE[shard is not None], {**params, "shard": shard}).all()
+                count += len(rows)
+                self.apply_group_changes(conn, [(r.group_id, "available", "expired") for r in rows], now=now)
         return count
 
     def job_prune_finished(

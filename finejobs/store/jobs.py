@@ -18,7 +18,8 @@ from finejobs.errors import (
     JobNotFound,
 )
 from finejobs.jobs import Job, JobState, NewJob
-from finejobs.store._base import StoreBase, UserConnection, _run
+from finejobs.store._base import UserConnection, _run
+from finejobs.store.groups import GroupStore
 from finejobs.store.tables import NOTIFY_CHANNEL, jobs_table
 
 
@@ -54,39 +55,38 @@ class Stats:
         return cls(by_state=by_state, by_kind=by_kind, by_shard=by_shard, total=sum(p.total for p in parts))
 
 
-def _insert_sql(*, traced: bool) -> sa.TextClause:
+@functools.cache
+def _insert_sql(*, traced: bool, grouped: bool = False) -> sa.TextClause:
     # One JSON array in, one row per element: much cheaper to bind than eight typed arrays. The same
     # statement sends one NOTIFY per shard that got a due job (an uncorrelated subquery runs once). With
-    # tracing on (finejobs.tracing), each row also carries its trace context; without, the statement reads
-    # no such column, so that enqueueing costs what it did before tracing existed.
-    trace, u_trace, trace_type = (", trace", ", u.trace", ", trace jsonb") if traced else ("", "", "")
+    # tracing on (finejobs.tracing), each row also carries its trace context, and members of a group their
+    # group id; without, the statement reads no such column, so that enqueueing costs what it did before.
+    extra = [name for name, on in (("trace", traced), ("group_id", grouped)) if on]
+    types = {"trace": "trace jsonb", "group_id": "group_id bigint"}
+    cols = "".join(f", {name}" for name in extra)
+    u_cols = "".join(f", u.{name}" for name in extra)
+    col_types = "".join(f", {types[name]}" for name in extra)
     return sa.text(f"""
     WITH ins AS (
         INSERT INTO finejobs_jobs (kind, shard, payload, priority, run_at, expires_at, max_attempts,
-                                   unique_key, created_at{trace})
+                                   unique_key, created_at{cols})
         SELECT u.kind, u.shard, u.payload, u.priority, u.run_at, u.expires_at, u.max_attempts,
-               u.unique_key, :now{u_trace}
+               u.unique_key, :now{u_cols}
         FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb))
                         AS (kind text, shard text, payload jsonb, priority smallint, run_at timestamptz,
-                            expires_at timestamptz, max_attempts integer, unique_key text{trace_type}))
-             WITH ORDINALITY AS u(kind, shard, payload, priority, run_at, expires_at, max_attempts, unique_key{trace},
+                            expires_at timestamptz, max_attempts integer, unique_key text{col_types}))
+             WITH ORDINALITY AS u(kind, shard, payload, priority, run_at, expires_at, max_attempts, unique_key{cols},
                                   ord)
         ORDER BY u.ord
         ON CONFLICT (shard, unique_key) WHERE unique_key IS NOT NULL AND state IN ('available', 'running')
         DO NOTHING
-        RETURNING id, unique_key, shard, run_at
+        RETURNING id, unique_key, shard, run_at, {"group_id" if grouped else "CAST(NULL AS bigint) AS group_id"}
     )
-    SELECT id, unique_key, shard,
+    SELECT id, unique_key, shard, group_id,
            (SELECT count(pg_notify(:channel, d.shard))
             FROM (SELECT DISTINCT shard FROM ins WHERE run_at <= :now) AS d) AS notified
     FROM ins
     """)
-
-
-_INSERT = _insert_sql(traced=False)
-
-
-_INSERT_TRACED = _insert_sql(traced=True)
 
 
 _SELECT_UNFINISHED_BY_KEYS = sa.text(
@@ -122,13 +122,19 @@ _CANCEL = sa.text(
 
 
 _RETRY = sa.text(
+    # old_state: the final state the retry takes the job out of (its group's counters move back).
     """
-    UPDATE finejobs_jobs
+    WITH old AS (
+        SELECT id, shard, state FROM finejobs_jobs
+        WHERE id = :id AND state IN ('failed', 'expired', 'cancelled') FOR UPDATE
+    )
+    UPDATE finejobs_jobs AS j
     SET state = 'available', run_at = :now, finished_at = NULL,
-        max_attempts = GREATEST(max_attempts, attempt + 1),
-        expires_at = CASE WHEN expires_at IS NOT NULL AND expires_at <= :now THEN NULL ELSE expires_at END
-    WHERE id = :id AND state IN ('failed', 'expired', 'cancelled')
-    RETURNING *
+        max_attempts = GREATEST(j.max_attempts, j.attempt + 1),
+        expires_at = CASE WHEN j.expires_at IS NOT NULL AND j.expires_at <= :now THEN NULL ELSE j.expires_at END
+    FROM old
+    WHERE j.id = old.id AND j.shard = old.shard
+    RETURNING j.*, old.state AS old_state
     """
 )
 
@@ -147,7 +153,7 @@ def _rows_json(jobs: Sequence[NewJob]) -> str:
         f'"priority":{j.priority},"run_at":"{j.run_at.isoformat()}",'
         f'"expires_at":{dumps(j.expires_at.isoformat()) if j.expires_at else "null"},'
         f'"max_attempts":{j.max_attempts},"unique_key":{dumps(j.unique_key)}'
-        f'{_trace_json(j.trace)}}}'
+        f'{_trace_json(j.trace)}{_group_json(j.group_id)}}}'
         for j in jobs
     ]
     return "[" + ",".join(parts) + "]"
@@ -157,6 +163,10 @@ def _trace_json(trace: dict[str, str] | None) -> str:
     return "" if trace is None else f',"trace":{json.dumps(trace)}'
 
 
+def _group_json(group_id: int | None) -> str:
+    return "" if group_id is None else f',"group_id":{int(group_id)}'
+
+
 def _new_job(job_id: int, job: NewJob, now: datetime) -> Job:
     """The Job just inserted, built from what we sent (saves reading every row back)."""
     return Job(
@@ -164,11 +174,11 @@ def _new_job(job_id: int, job: NewJob, now: datetime) -> Job:
         state=JobState.SCHEDULED if job.run_at > now else JobState.AVAILABLE,
         priority=job.priority, run_at=job.run_at, expires_at=job.expires_at, attempt=0,
         max_attempts=job.max_attempts, unique_key=job.unique_key, lease_owner=None, lease_expires_at=None,
-        errors=(), created_at=now, started_at=None, finished_at=None, trace=job.trace,
+        errors=(), created_at=now, started_at=None, finished_at=None, trace=job.trace, group_id=job.group_id,
     )
 
 
-class JobRowsStore(StoreBase):
+class JobRowsStore(GroupStore):
     """Enqueue, reads and single-job operations."""
 
     def job_insert_many(
@@ -181,18 +191,34 @@ class JobRowsStore(StoreBase):
         """
         if not jobs:
             return []
+        grouped = any(j.group_id is not None for j in jobs)
         if conn is None:
-            with self.transaction(autocommit=True) as own:  # each statement is atomic on its own
+            # Each statement is atomic on its own; members of a group are counted into it in the same
+            # transaction (so a sealed group refuses them all).
+            with self.transaction(autocommit=not grouped) as own:
                 return self._insert(own, jobs, now)
         return self._insert(conn, jobs, now)
 
     def _insert(self, conn: UserConnection, jobs: Sequence[NewJob], now: datetime) -> list[Job]:
+        """Insert on ``conn``; new members of groups are counted into their groups on it too."""
+        joined: dict[int, int] = {}
+        made = self._insert_rows(conn, jobs, now, joined)
+        for group_id, count in sorted(joined.items()):
+            self.group_join(conn, group_id=group_id, count=count)
+        return made
+
+    def _insert_rows(self, conn: UserConnection, jobs: Sequence[NewJob], now: datetime,
+                     joined: dict[int, int]) -> list[Job]:
         pending = list(range(len(jobs)))
         result: list[Job | None] = [None] * len(jobs)
         for _ in range(5):  # a holder of a key can finish between insert and select: try again
             batch = [jobs[i] for i in pending]
-            stmt = _INSERT_TRACED if any(j.trace is not None for j in batch) else _INSERT
+            stmt = _insert_sql(traced=any(j.trace is not None for j in batch),
+                               grouped=any(j.group_id is not None for j in batch))
             inserted = _run(conn, stmt, {"now": now, "rows": _rows_json(batch), "channel": NOTIFY_CHANNEL})
+            for new in inserted:
+                if new["group_id"] is not None:
+                    joined[new["group_id"]] = joined.get(new["group_id"], 0) + 1
             # A unique_key is unique within its shard.
             new_ids: dict[tuple[str, str], int] = {}
             keyless = iter(sorted(r["id"] for r in inserted if r["unique_key"] is None))
@@ -277,8 +303,11 @@ class JobRowsStore(StoreBase):
 
     def _operate(self, stmt: sa.TextClause, *, job_id: int, now: datetime, verb: str, **extra: Any) -> Job:
         params = {"id": job_id, "now": now, "now_iso": now.isoformat(), **extra}
-        with self.transaction(autocommit=True) as conn:
+        with self.transaction() as conn:  # the job's group, if any, is counted in the same transaction
             row = conn.execute(stmt, params).mappings().first()
+            if row is not None and row["group_id"] is not None:
+                old = row.get("old_state", "available")  # cancel and run-now start from an unfinished state
+                self.apply_group_changes(conn, [(row["group_id"], old, row["state"])], now=now)
         if row is None:
             current = self.job_get(job_id=job_id, now=now)  # raises JobNotFound
             raise FinejobsError(f"cannot {verb} job {job_id}: it is {current.state.value}")

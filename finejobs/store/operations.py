@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from finejobs.filters import JobFilter
 from finejobs.jobs import Job, JobState
-from finejobs.store._base import StoreBase
+from finejobs.store.groups import GroupStore
 from finejobs.store.tables import NOTIFY_CHANNEL
 
 # The stored states, in the order stats counts them ("scheduled" is stored as "available").
@@ -298,27 +298,33 @@ _OWN_PARTITION = sa.text(
 _BY_IDS = "j.id = ANY(CAST(:ids AS bigint[])) AND j.shard = ANY(CAST(:shards AS text[]))"
 _CHANGE = {
     # As JobRowsStore.job_retry, leaving alone a job whose unique_key an unfinished job holds.
+    # Each returns the rows' group and their state before and after (for the group counters): in the UPDATEs,
+    # o is the row as this transaction locked it (the bulk pick took FOR UPDATE), before the change.
     "retry": sa.text(
         "UPDATE finejobs_jobs AS j SET state = 'available', run_at = :now, finished_at = NULL, "
         "max_attempts = GREATEST(j.max_attempts, j.attempt + 1), "
         "expires_at = CASE WHEN j.expires_at IS NOT NULL AND j.expires_at <= :now THEN NULL ELSE j.expires_at END "
-        f"WHERE {_BY_IDS} AND j.{_in(ACTION_STATES['retry'])} AND (j.unique_key IS NULL OR NOT EXISTS ("
+        f"FROM finejobs_jobs AS o WHERE o.id = j.id AND o.shard = j.shard "
+        f"AND {_BY_IDS} AND j.{_in(ACTION_STATES['retry'])} AND (j.unique_key IS NULL OR NOT EXISTS ("
         "SELECT 1 FROM finejobs_jobs AS h WHERE h.shard = j.shard AND h.unique_key = j.unique_key "
-        "AND h.state IN ('available', 'running'))) RETURNING j.shard, j.run_at"),
+        "AND h.state IN ('available', 'running'))) "
+        "RETURNING j.shard, j.run_at, j.group_id, o.state AS old_state, j.state AS new_state"),
     # As JobRowsStore.job_cancel: a running handler's late outcome is then ignored.
     "cancel": sa.text(
         "UPDATE finejobs_jobs AS j SET state = 'cancelled', finished_at = :now, lease_owner = NULL, "
         "lease_expires_at = NULL, errors = j.errors || jsonb_build_array(jsonb_build_object('attempt', j.attempt, "
         "'at', CAST(:now_iso AS text), 'error', 'Cancelled', 'message', CAST(:reason AS text), 'traceback', NULL, "
-        f"'worker', NULL)) WHERE {_BY_IDS} AND j.{_in(ACTION_STATES['cancel'])} RETURNING j.shard, j.run_at"),
+        f"'worker', NULL)) FROM finejobs_jobs AS o WHERE o.id = j.id AND o.shard = j.shard "
+        f"AND {_BY_IDS} AND j.{_in(ACTION_STATES['cancel'])} "
+        "RETURNING j.shard, j.run_at, j.group_id, o.state AS old_state, j.state AS new_state"),
     "delete": sa.text(
         f"DELETE FROM finejobs_jobs AS j WHERE {_BY_IDS} AND j.{_in(ACTION_STATES['delete'])} "
-        "RETURNING j.shard, j.run_at"),
+        "RETURNING j.shard, j.run_at, j.group_id, j.state AS old_state, NULL AS new_state"),
 }
 _NOTIFY = sa.text("SELECT count(pg_notify(:channel, s)) FROM unnest(CAST(:shards AS text[])) AS s")
 
 
-class OperationsStore(StoreBase):
+class OperationsStore(GroupStore):
     """Reads and bulk actions for operators (finejobs.admin calls these)."""
 
     def schedule_id_of(self, *, name: str) -> int | None:
@@ -388,19 +394,22 @@ class OperationsStore(StoreBase):
                 conn.execute(_NOTIFY, {"channel": NOTIFY_CHANNEL, "shards": due})
             return BulkBatch(matched, len(done), next_after)
 
-    @staticmethod
-    def _change(conn: sa.Connection, change: sa.TextClause, picked: list[tuple[int, str]],
+    def _change(self, conn: sa.Connection, change: sa.TextClause, picked: list[tuple[int, str]],
                 values: dict[str, Any]) -> list[tuple[str, datetime]]:
         if not picked:
             return []
         params = {**values, "ids": [i for i, _ in picked], "shards": sorted({s for _, s in picked})}
-        return [(str(r.shard), r.run_at) for r in conn.execute(change, params)]
+        rows = conn.execute(change, params).all()
+        self.apply_group_changes(conn, [(r.group_id, r.old_state, r.new_state) for r in rows], now=values["now"])
+        return [(str(r.shard), r.run_at) for r in rows]
 
     def job_delete(self, *, job_id: int, now: datetime) -> Job | None:
         """Delete one job that is not running; returns it as it was (None: no such job, or it is running)."""
         stmt = sa.text("DELETE FROM finejobs_jobs WHERE id = :id AND state <> 'running' RETURNING *")
-        with self.transaction(autocommit=True) as conn:
+        with self.transaction() as conn:
             row = conn.execute(stmt, {"id": job_id}).mappings().first()
+            if row is not None:
+                self.apply_group_changes(conn, [(row["group_id"], row["state"], None)], now=now)
         return None if row is None else Job.from_row(row, now=now)
 
     def job_counts(self, *, now: datetime, cap: int) -> tuple[list[tuple[str, str, str, int]], bool]:

@@ -49,6 +49,8 @@ jobs_table = sa.Table(
     sa.Column("trace", pg.JSONB),
     # What the handler returned, as JSON (0008; succeeded jobs only, NULL when it returned None).
     sa.Column("return_value", pg.JSONB),
+    # 0010: the group this job is a member of (finejobs_groups), if any.
+    sa.Column("group_id", sa.BigInteger),
 )
 
 
@@ -130,3 +132,29 @@ schedules_table = sa.Table(
     # 0005: the ticks that made a run (run-now runs aside): what a rule's COUNT counts.
     sa.Column("fired", sa.BigInteger, nullable=False, server_default="0"),
 )
+
+
+groups_table = sa.Table(
+    # 0010: groups of jobs, their counters and callbacks (see the migration).
+    "finejobs_groups",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),
+    sa.Column("total", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("succeeded", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("failed", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("expired", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cancelled", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("sealed", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("callbacks", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+    sa.Column("outcome", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("sealed_at", sa.DateTime(timezone=True)),
+    sa.Column("cancelled_at", sa.DateTime(timezone=True)),
+    sa.Column("first_done_at", sa.DateTime(timezone=True)),
+    sa.Column("last_done_at", sa.DateTime(timezone=True)),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+)
+
+
+# ---- 0011 (pipelines): the pipeline tables go below this line.

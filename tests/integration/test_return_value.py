@@ -74,9 +74,11 @@ def test_a_batch_mixing_outcomes_writes_each(queue: Queue, db: DB) -> None:
 
 
 def test_plain_completions_run_the_statement_without_return_values() -> None:
-    assert "return_value" not in hot._COMPLETE_IN_SHARD.text
-    assert "return_value" not in hot._COMPLETE_ANY_SHARD.text
-    assert all("return_value" in stmt.text for stmt in hot._COMPLETE_RETURNS.values())
+    for in_shard in (True, False):
+        assert "return_value" not in hot._complete_sql(in_shard=in_shard).text
+        assert "group_id" not in hot._complete_sql(in_shard=in_shard).text
+        assert "return_value" in hot._complete_sql(in_shard=in_shard, returns=True).text
+        assert "group_id" in hot._complete_sql(in_shard=in_shard, grouped=True).text
 
 
 def test_a_late_outcome_writes_no_return_value(queue: Queue, db: DB) -> None:

@@ -5,7 +5,7 @@ Layers only point down (docs/architecture.md draws them):
     base      _version, errors, clock, limits, masking, testing, _globs, _wallclock, _rrule
     domain    jobs, payloads, retry, schedules, sharding, outcomes, filters
     store     finejobs.store.*                      (the only package that runs SQL)
-    queue     kinds, scheduler, schedule_ops, queue, devdb, _embedded, tracing
+    queue     kinds, scheduler, schedule_ops, queue, devdb, _embedded, tracing, groups, importing, pipelines
     runtime   finejobs.runtime.*
     admin     admin, shard_move                     (the operations API)
     surfaces  finejobs.cli.*, web.*, metrics, contrib.* (django)  and the package's __init__
@@ -33,7 +33,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                 "finejobs.outcomes", "finejobs.filters")),
     ("store", ("finejobs.store",)),
     ("queue", ("finejobs.kinds", "finejobs.scheduler", "finejobs.schedule_ops", "finejobs.queue", "finejobs.devdb",
-               "finejobs._embedded", "finejobs.tracing")),
+               "finejobs._embedded", "finejobs.tracing", "finejobs.groups", "finejobs.importing", "finejobs.pipelines",
+               "finejobs.pipeline_engine", "finejobs.pipeline_info")),
     ("runtime", ("finejobs.runtime",)),
     ("admin", ("finejobs.admin", "finejobs.shard_move")),
     ("surfaces", ("finejobs.cli", "finejobs.web", "finejobs.metrics", "finejobs.contrib", "finejobs.__main__",
