@@ -91,6 +91,7 @@ class Job(Model):
     result: str | None
     defect: str | None
     trace: dict[str, str] | None
+    group_id: int | None = Field(None, description="The group this job is a member of (queue.group), if any.")
 
 
 class JobPage(Model):
