@@ -12,6 +12,7 @@ from finejobs.errors import (
     InvalidJobOptions,
     JobNotFound,
     PayloadError,
+    PipelineNotFound,
     SchemaError,
     Snooze,
     UnknownKindError,
@@ -21,6 +22,8 @@ from finejobs.groups import Callback, Group, GroupProgress, GroupTimeout
 from finejobs.jobs import AttemptError, Job, JobContext, JobState
 from finejobs.kinds import JobKind, JobSpec
 from finejobs.outcomes import Idle
+from finejobs.pipeline_info import PipelineInfo, StepProgress
+from finejobs.pipelines import Pipeline, PipelineRun, StepContext
 from finejobs.queue import Queue
 from finejobs.retry import Retry
 from finejobs.runtime.observers import WorkerObserver
@@ -69,6 +72,10 @@ __all__ = [
     "Overview",
     "Pause",
     "PayloadError",
+    "Pipeline",
+    "PipelineInfo",
+    "PipelineNotFound",
+    "PipelineRun",
     "Queue",
     "RRule",
     "Retry",
@@ -83,6 +90,8 @@ __all__ = [
     "ShardRule",
     "Snooze",
     "Stats",
+    "StepContext",
+    "StepProgress",
     "UnknownKindError",
     "Worker",
     "WorkerCrashed",

@@ -49,6 +49,7 @@ from finejobs.store import (
 
 if TYPE_CHECKING:
     from finejobs.groups import CallbackLike, Group
+    from finejobs.pipelines import Pipeline
     from finejobs.runtime.worker import Worker
     from finejobs.runtime.worker_group import WorkerGroup
 
@@ -288,6 +289,14 @@ class Queue:
 
         return make_group(self, name, on_complete=on_complete, on_success=on_success, on_failure=on_failure,
                           database=database)
+
+    def pipeline(self, name: str, **options: Any) -> Pipeline:
+        """Declare a step pipeline (``@p.step(...)``, ``@p.reduce()``, ``p.start(params)``); options:
+        chunk_size, shard, on_chunk_failure ("fail" or "skip"), priority. See finejobs.pipelines and
+        docs/pipelines.md."""
+        from finejobs.pipelines import pipeline
+
+        return pipeline(self, name, **options)
 
     def find_group(self, name: str, *, database: str | None = None) -> Group:
         """The existing group named ``name``; raises GroupNotFound."""

@@ -27,6 +27,7 @@ from finejobs.admin.core import (
     Admin,
 )
 from finejobs.admin.groups import GroupDetail, GroupOps
+from finejobs.admin.pipelines import PIPELINE_PAGE_LIMIT, RUN_STATES, PipelineOps, PipelinePage
 from finejobs.admin.results import (
     WORKER_GONE_AFTER,
     Activity,
@@ -44,8 +45,8 @@ from finejobs.admin.schedules import AuditedSchedules
 
 __all__ = [
     "ACTIVITY_CAP", "ACTIVITY_MINUTES", "AUDIT_ACTOR_CHARS", "BULK_BATCH", "BULK_SCAN", "COUNT_CAP",
-    "ERROR_COUNT_CAP", "EXPIRING_WITHIN", "PAGE_LIMIT", "PAGE_SCAN", "STATS_CAP", "STATS_TTL", "WORKER_GONE_AFTER",
+    "ERROR_COUNT_CAP", "EXPIRING_WITHIN", "PAGE_LIMIT", "PAGE_SCAN", "PIPELINE_PAGE_LIMIT", "RUN_STATES",
+    "STATS_CAP", "STATS_TTL", "WORKER_GONE_AFTER",
     "Activity", "Admin", "AuditEntry", "AuditedSchedules", "BulkResult", "Count", "GroupDetail", "GroupOps",
-    "JobPage", "KindInfo", "Overview",
-    "Pause", "Shard", "WorkerInfo",
+    "JobPage", "KindInfo", "Overview", "Pause", "PipelineOps", "PipelinePage", "Shard", "WorkerInfo",
 ]

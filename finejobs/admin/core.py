@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from finejobs.admin.groups import GroupOps
+from finejobs.admin.pipelines import PipelineOps
 from finejobs.admin.results import (
     Activity,
     AuditEntry,
@@ -354,6 +355,11 @@ class Admin:
     def groups(self) -> GroupOps:
         """Group operations: list, get, seal, cancel (seal and cancel are written to the audit log)."""
         return GroupOps(self.queue, self._acted)
+
+    @property
+    def pipelines(self) -> PipelineOps:
+        """Pipeline runs: list, get (per-step progress), cancel, delete (cancel and delete are audited)."""
+        return PipelineOps(self.queue, self._acted)
 
     def shards(self) -> list[Shard]:
         """Every shard with jobs or a partition, in every database, with counts by state; by name."""

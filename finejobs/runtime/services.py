@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import tenacity
 
+from finejobs import pipeline_engine, pipelines
 from finejobs._version import __version__
 from finejobs.errors import DatabaseUnavailable
 from finejobs.jobs import Job, JobState
@@ -61,9 +62,17 @@ class Service:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
+        self.request_stop()
+        self.join(timeout)
+
+    def request_stop(self) -> None:
+        """Ask the loop to end after its current pass (``join`` waits for it): a worker asks every service
+        first and then joins them, so that their last passes overlap instead of adding up."""
         self._stop.set()
+
+    def join(self, timeout: float) -> None:
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+            self._thread.join(max(0.0, timeout))
 
     def _loop(self) -> None:
         failures = 0
@@ -217,8 +226,8 @@ class Registry(Service):
         })
         worker.store.worker_prune(before=now - REGISTRY_FORGET)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        super().stop(timeout)
+    def join(self, timeout: float) -> None:
+        super().join(timeout)
         try:
             self.worker.store.worker_delete(worker_id=self.worker.worker_id)  # a clean stop: gone at once
         except Exception as exc:
@@ -250,6 +259,8 @@ class Maintenance(Service):
             log.warning("job %d: lease expired, now %s", job_id, state.value)
         expired = store.job_expire_overdue(now=now, limit=self.batch, shards=shards)
         pruned = store.job_prune_finished(retention=self.retention, now=now, limit=self.batch, shards=shards)
+        if pipelines.declared(self.worker.queue):  # chunks whose job ended without committing them
+            pipeline_engine.reconcile_due(store, now=now)
         return MaintenanceResult(rescued=len(rescued), expired=expired, pruned=pruned)
 
 

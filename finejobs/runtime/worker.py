@@ -67,6 +67,9 @@ DEFAULT_RETENTION: dict[JobState, timedelta] = {
 }
 
 
+SERVICE_STOP_TIMEOUT = 10.0  # seconds a stopping worker waits for its services' last passes, all together
+
+
 class WorkerCrashed(FinejobsError):
     """A worker service died; the worker stopped."""
 
@@ -404,11 +407,15 @@ class Worker(Claiming, Executing):
             left = [r for r in self._running.values() if not r.settled]
         if left:
             self._release(left)
-        self.completer.stop()
-        for service in (self.heartbeat, self.watchdog, self.maintenance, self.listener, self.scheduler,
-                        self.registry):
-            if service is not None:
-                service.stop()
+        services = [s for s in (self.heartbeat, self.watchdog, self.maintenance, self.listener, self.scheduler,
+                                 self.registry) if s is not None]
+        for service in services[1:]:  # all at once: each ends its current pass meanwhile
+            service.request_stop()
+        self.completer.stop()  # the heartbeat keeps the leases while the last outcomes are written
+        self.heartbeat.request_stop()
+        joined = time.monotonic() + SERVICE_STOP_TIMEOUT
+        for service in services:
+            service.join(joined - time.monotonic())
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
         if self._loop is not None:

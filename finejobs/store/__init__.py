@@ -13,6 +13,7 @@ operations   OperationsStore: filtered keyset pages, bounded counts, bulk action
 control      ControlStore: pauses, the worker registry, the audit log
 groups       GroupStore: groups of jobs, their counters and callbacks
 pipelines    PipelineStore: step pipelines, their steps and work chunks
+pipeline_tx  PipelineTx: one run's business transaction (its row locked), for finejobs.pipeline_engine
 bulk         BulkStore: COPY of many new jobs (finejobs.importing)
 ```
 ``JobStore`` is all of them on one engine. Methods are noun-first, take keyword arguments and return frozen

@@ -158,3 +158,63 @@ groups_table = sa.Table(
 
 
 # ---- 0011 (pipelines): the pipeline tables go below this line.
+
+
+pipelines_table = sa.Table(
+    # 0011: one row per pipeline run (see the migration).
+    "finejobs_pipelines",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("params", pg.JSONB, nullable=False),
+    sa.Column("shard", sa.Text, nullable=False, server_default="default"),
+    sa.Column("state", sa.Text, nullable=False, server_default="running"),
+    sa.Column("steps", pg.JSONB, nullable=False),
+    sa.Column("reduce_job", sa.BigInteger),
+    sa.Column("result", pg.JSONB),
+    sa.Column("error", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+)
+
+
+pipeline_steps_table = sa.Table(
+    # 0011: each step's counters (the reduction included).
+    "finejobs_pipeline_steps",
+    metadata,
+    sa.Column("pipeline_id", sa.BigInteger, sa.ForeignKey("finejobs_pipelines.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("step", sa.Integer, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("gated", sa.Boolean, nullable=False),
+    sa.Column("reduce", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("closed", sa.Boolean, nullable=False, server_default=sa.false()),
+    *(sa.Column(f"{what}_{count}", sa.BigInteger, nullable=False, server_default="0")
+      for what in ("chunks", "items") for count in ("total", "done", "failed", "skipped")),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+)
+
+
+chunks_table = sa.Table(
+    # 0011: the work items of pipeline steps, a JSON array per chunk.
+    "finejobs_chunks",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("pipeline_id", sa.BigInteger, sa.ForeignKey("finejobs_pipelines.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("items", pg.JSONB, nullable=False),
+    sa.Column("n_items", sa.Integer, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("producer_job", sa.BigInteger),
+    sa.Column("producer_claims", sa.Integer),
+    sa.Column("job_id", sa.BigInteger),
+    sa.Column("error", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+)
+
+
+_LOCK_PIPELINES = 0x66696E656A6F6211  # the reconcile pass of pipelines (finejobs.pipeline_engine.reconcile)

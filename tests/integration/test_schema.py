@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql as pg
 
 import finejobs
 from finejobs.store import available_migrations, jobs_table, libpq_url, migrations_table, normalize_url
+from finejobs.store.tables import chunks_table, pipeline_steps_table, pipelines_table
 
 LATEST = available_migrations()[-1].version
 
@@ -152,7 +153,10 @@ def compiled(type_: Any) -> str:
     return str(type_.compile(dialect=pg.dialect()))
 
 
-@pytest.mark.parametrize("table", [jobs_table, migrations_table], ids=lambda t: t.name)
+DECLARED = [jobs_table, migrations_table, pipelines_table, pipeline_steps_table, chunks_table]
+
+
+@pytest.mark.parametrize("table", DECLARED, ids=lambda t: t.name)
 def test_declared_columns_match_the_database(migrated_engine: sa.Engine, table: sa.Table) -> None:
     reflected = sa.inspect(migrated_engine).get_columns(table.name)
     actual = [(c["name"], compiled(c["type"]), c["nullable"]) for c in reflected]
@@ -160,7 +164,7 @@ def test_declared_columns_match_the_database(migrated_engine: sa.Engine, table: 
     assert actual == declared
 
 
-@pytest.mark.parametrize("table", [jobs_table, migrations_table], ids=lambda t: t.name)
+@pytest.mark.parametrize("table", DECLARED, ids=lambda t: t.name)
 def test_declared_primary_key_matches_the_database(migrated_engine: sa.Engine, table: sa.Table) -> None:
     pk = sa.inspect(migrated_engine).get_pk_constraint(table.name)
     assert pk["constrained_columns"] == [c.name for c in table.primary_key.columns]
