@@ -128,7 +128,7 @@ _SEAL = sa.text(
 _CANCEL_FLAG = sa.text("""
     UPDATE finejobs_groups SET sealed = true, sealed_at = COALESCE(sealed_at, :now),
         cancelled_at = COALESCE(cancelled_at, :now)
-    WHERE id = :id RETURNING id
+    WHERE id = :id AND finished_at IS NULL RETURNING id
 """)
 
 _CANCEL_WAITING = sa.text("""
@@ -278,7 +278,8 @@ class GroupStore(StoreBase):
         finish as they will); returns how many were cancelled."""
         with self.transaction() as conn:
             if not _run(conn, _CANCEL_FLAG, {"id": group_id, "now": now}):
-                raise GroupNotFound(f"no group with id {group_id}")
+                group = self.group_get(group_id=group_id)  # raises GroupNotFound
+                raise FinejobsError(f"group {group.name!r} has finished ({group.outcome}): nothing to cancel")
             self._finish(conn, [group_id], now=now)
         cancelled = 0
         params = {"id": group_id, "now": now, "now_iso": now.isoformat(), "reason": reason, "limit": batch}

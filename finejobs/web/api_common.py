@@ -23,9 +23,11 @@ from finejobs.errors import (
     DatabaseUnavailable,
     EnqueueError,
     FinejobsError,
+    GroupNotFound,
     InvalidJobOptions,
     JobNotFound,
     PayloadError,
+    PipelineNotFound,
     SchemaError,
 )
 from finejobs.scheduler import ScheduleNotFound
@@ -43,7 +45,8 @@ READ: dict[int | str, dict[str, Any]] = {
 }
 _CONFLICT: dict[str, Any] = {**_MESSAGE, "description": "Refused in the current state (a running job cannot be "
                                                          "deleted, a schedule name is taken, ...)"}
-ITEM: dict[int | str, dict[str, Any]] = {**READ, 404: {**_MESSAGE, "description": "No such job or schedule"}}
+ITEM: dict[int | str, dict[str, Any]] = {**READ, 404: {**_MESSAGE, "description": "No such job, schedule, group "
+                                                                            "or pipeline run"}}
 ACTION: dict[int | str, dict[str, Any]] = {**READ, 409: _CONFLICT}  # an action on no one job or schedule
 ACT: dict[int | str, dict[str, Any]] = {**ITEM, 409: _CONFLICT}  # an action on one job or schedule
 
@@ -72,7 +75,7 @@ BEARER = _DocumentedBearer(scheme_name="bearer", auto_error=False, description=(
 
 
 def status_of(exc: FinejobsError) -> int:
-    if isinstance(exc, JobNotFound | ScheduleNotFound):
+    if isinstance(exc, JobNotFound | ScheduleNotFound | GroupNotFound | PipelineNotFound):
         return 404
     if isinstance(exc, EnqueueError | ConfigurationError):
         return 422

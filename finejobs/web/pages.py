@@ -2,7 +2,8 @@
 
 ``/`` overview (counts, throughput and lag charts, expiring jobs, pauses; refreshed every 5 s),
 ``/jobs`` and ``/jobs/{id}`` (finejobs.web.pages_jobs), ``/shards``, ``/workers``, ``/audit``
-(finejobs.web.pages_ops), ``/schedules`` (finejobs.web.pages_schedules). GET pages take ``Viewer``;
+(finejobs.web.pages_ops), ``/schedules`` (finejobs.web.pages_schedules), ``/groups``
+(finejobs.web.pages_groups), ``/pipelines`` (finejobs.web.pages_pipelines). GET pages take ``Viewer``;
 every action is a POST form taking ``Operator`` (the operator role and the CSRF token), and answers with a
 redirect to a page showing what it did (Post/Redirect/Get). Viewers are shown no action at all.
 """
@@ -21,8 +22,10 @@ from finejobs.errors import FinejobsError
 from finejobs.web import charts
 from finejobs.web.deps import Viewer, admin_for, scrub
 from finejobs.web.pages_common import STATES, both, error_page, root_of, status_of
+from finejobs.web.pages_groups import router as groups_router
 from finejobs.web.pages_jobs import router as jobs_router
 from finejobs.web.pages_ops import router as ops_router
+from finejobs.web.pages_pipelines import router as pipelines_router
 from finejobs.web.render import render, templates
 from finejobs.web.security import Principal
 
@@ -62,6 +65,8 @@ def overview_live(request: Request, who: Viewer) -> Response:
 
 router.include_router(jobs_router)
 router.include_router(ops_router)
+router.include_router(groups_router)
+router.include_router(pipelines_router)
 
 
 def _include_schedules() -> None:

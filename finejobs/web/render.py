@@ -16,6 +16,7 @@ from finejobs.web.deps import console_of, csrf_token
 from finejobs.web.security import CSRF_FIELD, CSRF_HEADER, Principal
 
 NAV = (("overview", "/", "Overview"), ("jobs", "/jobs", "Jobs"), ("schedules", "/schedules", "Schedules"),
+       ("groups", "/groups", "Groups"), ("pipelines", "/pipelines", "Pipelines"),
        ("shards", "/shards", "Shards & kinds"), ("workers", "/workers", "Workers"), ("audit", "/audit", "Audit"))
 
 templates = Jinja2Templates(directory=str(files("finejobs.web") / "templates"))

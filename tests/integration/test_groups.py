@@ -160,6 +160,14 @@ def test_cancel_ends_waiting_members_and_fires_failure(
         group.enqueue("item", {"n": 9})
 
 
+def test_a_finished_group_cannot_be_cancelled(queue: Queue, kinds: dict[str, JobKind[Any, Any]]) -> None:
+    group = queue.group("finished")
+    group.seal()
+    with pytest.raises(FinejobsError, match="has finished"):
+        group.cancel()
+    assert group.progress().state == "succeeded"
+
+
 def test_expiry_lease_rescue_bulk_cancel_and_delete_move_the_counters(
         queue: Queue, clock: FakeClock, kinds: dict[str, JobKind[Any, Any]], db: DB) -> None:
     group = queue.group("paths", on_complete="report")
