@@ -1,10 +1,13 @@
-"""python -m bench [core] [shards] [admin] [console]: finejobs against a raw-SQL baseline on one database, in one run.
+"""python -m bench [core] [shards] [admin] [console] [import] [groups]: finejobs against a raw-SQL baseline on one
+database, in one run.
 
 Sections: core (enqueue, processing, latency, big table), shards (1 vs 16 shards; one shard beside 1M
 waiting jobs in others) and admin (the operations API's pages, counts and stats on 1M finished + 100k
 waiting jobs) and console (every page, REST call and /metrics over HTTP on 2M finished + 200k waiting
-jobs); no argument runs them all. Prints markdown tables, writes bench/results/bench.json,
-bench/results/throughput.png and, for admin and console, bench/results/admin.json and console.json.
+jobs), import (1M jobs through import_jobs, COPY, against raw COPYs of the same rows) and groups (no-op
+jobs as members of a group against the same jobs as plain ones); no argument runs them all. Prints
+markdown tables, writes bench/results/bench.json, bench/results/throughput.png and, for admin, console,
+import and groups, bench/results/admin.json, console.json, imports.json and groups.json.
 Absolute figures drift on a shared machine; the ratios to the baseline measured in the same run hold.
 """
 
@@ -19,13 +22,15 @@ from bench.admin import AdminResult, admin_markdown, bench_admin, write_admin_js
 from bench.bigtable import bench_big_table
 from bench.console import bench_console, console_markdown
 from bench.core import Row, bench_enqueue, bench_processing, bench_raw, create_database, drop_database
+from bench.grouped import GroupsResult, bench_groups, groups_markdown, write_groups_json
+from bench.imports import ImportsResult, bench_imports, imports_markdown, write_imports_json
 from bench.latency import Latency, bench_latency
 from bench.report import header, markdown, shards_markdown, write_json, write_png
 from bench.shards import ShardsResult, bench_shards
 from finejobs.store import libpq_url
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("core", "shards", "admin", "console")
+SECTIONS = ("core", "shards", "admin", "console", "import", "groups")
 
 
 @click.command()
@@ -58,6 +63,10 @@ SECTIONS = ("core", "shards", "admin", "console")
 @click.option("--console-finished", default=2_000_000, show_default=True, help="Console: finished jobs in the table.")
 @click.option("--console-waiting", default=200_000, show_default=True, help="Console: waiting jobs in the table.")
 @click.option("--console-repeats", default=30, show_default=True, help="Console: rounds of every call (p50, p95).")
+@click.option("--import-jobs", default=1_000_000, show_default=True,
+              help="Import: jobs through import_jobs, and as many rows in each raw COPY baseline.")
+@click.option("--group-jobs", default=20_000, show_default=True, help="Groups: no-op jobs per run, plain and grouped.")
+@click.option("--group-repeats", default=3, show_default=True, help="Groups: runs of each kind (best and median).")
 @click.option("--quick", is_flag=True, help="Tiny sizes: a smoke test, not a measurement.")
 @click.option("--out", type=click.Path(path_type=Path), default=RESULTS, show_default=True,
               help="Folder for bench.json and throughput.png.")
@@ -65,10 +74,10 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
          concurrencies: tuple[int, ...], process_counts: tuple[int, ...], latency_samples: int, big_rows: int,
          shard_jobs: int, hot_jobs: int, other_pending: int, repeats: int, hot_repeats: int, admin_finished: int,
          admin_waiting: int, admin_repeats: int, console_finished: int, console_waiting: int, console_repeats: int,
-         quick: bool, out: Path) -> None:
+         import_jobs: int, group_jobs: int, group_repeats: int, quick: bool, out: Path) -> None:
     """Measure enqueue, processing, latency, big-table and shard throughput against a raw psycopg baseline.
 
-    SECTIONS: core, shards, admin, console (default: all)."""
+    SECTIONS: core, shards, admin, console, import, groups (default: all)."""
     if database_url is None:
         from finejobs.devdb import discover_server_url
 
@@ -79,6 +88,7 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
         shard_jobs, hot_jobs, other_pending, repeats, hot_repeats = 1000, 1000, 50_000, 1, 1
         admin_finished, admin_waiting, admin_repeats = 20_000, 2_000, 5
         console_finished, console_waiting, console_repeats = 20_000, 2_000, 3
+        import_jobs, group_jobs, group_repeats = 5_000, 200, 1
     selected = set(sections or SECTIONS)
     with psycopg.connect(libpq_url(database_url)) as conn:
         server = "PostgreSQL " + str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
@@ -88,6 +98,8 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
     shards: ShardsResult | None = None
     admin: AdminResult | None = None
     console: AdminResult | None = None
+    imports: ImportsResult | None = None
+    groups: GroupsResult | None = None
     if "core" in selected:
         url = create_database(database_url)
         try:
@@ -111,6 +123,10 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
     if "console" in selected:
         console = bench_console(database_url, finished=console_finished, waiting=console_waiting,
                                 repeats=console_repeats)
+    if "import" in selected:
+        imports = bench_imports(database_url, n=import_jobs)
+    if "groups" in selected:
+        groups = bench_groups(database_url, n=group_jobs, concurrency=max(concurrencies), repeats=group_repeats)
     print(title)
     if "core" in selected:
         print()
@@ -126,13 +142,23 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
         print()
         print(console_markdown(console))
         write_admin_json(out / "console.json", title, console)
+    if imports is not None:
+        print()
+        print(imports_markdown(imports))
+        write_imports_json(out / "imports.json", title, imports)
+    if groups is not None:
+        print()
+        print(groups_markdown(groups))
+        write_groups_json(out / "groups.json", title, groups)
     if rows or latency is not None or shards is not None:
         write_json(out / "bench.json", title, rows, latency, shards)
     print()
     png = write_png(out / "throughput.png", title, rows) if rows else "no PNG (the core section did not run)"
     written = [str(out / name) for name, done in (("bench.json", rows or latency is not None or shards is not None),
                                                    ("admin.json", admin is not None),
-                                                   ("console.json", console is not None)) if done]
+                                                   ("console.json", console is not None),
+                                                   ("imports.json", imports is not None),
+                                                   ("groups.json", groups is not None)) if done]
     print(f"wrote {', '.join(written) or 'nothing'}; {png}")
 
 

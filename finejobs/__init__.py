@@ -19,6 +19,7 @@ from finejobs.errors import (
 )
 from finejobs.filters import JobFilter
 from finejobs.groups import Callback, Group, GroupProgress, GroupTimeout
+from finejobs.importing import ImportResult
 from finejobs.jobs import AttemptError, Job, JobContext, JobState
 from finejobs.kinds import JobKind, JobSpec
 from finejobs.outcomes import Idle
@@ -58,6 +59,7 @@ __all__ = [
     "GroupProgress",
     "GroupTimeout",
     "Idle",
+    "ImportResult",
     "InvalidJobOptions",
     "Job",
     "JobContext",

@@ -27,6 +27,7 @@ from finejobs.sharding import validate_shard_name
 from finejobs.store import GroupRow, JobStore
 
 if TYPE_CHECKING:
+    from finejobs.importing import ImportResult
     from finejobs.queue import Queue
 
 GROUP_STATES = ("open", "sealed", "cancelling", "succeeded", "failed", "cancelled")
@@ -153,6 +154,12 @@ class Group:
     def enqueue_many(self, kind: str | JobKind[Any, Any], items: Iterable[Any], **options: Any) -> list[Job]:
         """Enqueue many members in one statement (``JobKind.enqueue_many``'s options)."""
         return _kind(self.queue, kind).enqueue_many(items, group=self, **options)
+
+    def import_(self, kind: str | JobKind[Any, Any], items: Iterable[Any], **options: Any) -> ImportResult:
+        """Load many members with COPY in one transaction (``queue.import_``'s options)."""
+        from finejobs.importing import import_jobs
+
+        return import_jobs(self.queue, kind, items, group=self, **options)
 
     def seal(self) -> GroupProgress:
         """No job joins the group any more; once its members are all done it finishes (at once if they

@@ -49,6 +49,7 @@ from finejobs.store import (
 
 if TYPE_CHECKING:
     from finejobs.groups import CallbackLike, Group
+    from finejobs.importing import ImportResult
     from finejobs.pipelines import Pipeline
     from finejobs.runtime.worker import Worker
     from finejobs.runtime.worker_group import WorkerGroup
@@ -303,6 +304,14 @@ class Queue:
         from finejobs.groups import find_group
 
         return find_group(self, name, database=database)
+
+    def import_(self, kind: str | JobKind[Any, Any], items: Iterable[Any], **options: Any) -> ImportResult:
+        """Validate many new jobs and load them with COPY in one transaction, streamed (constant memory):
+        a million rows of a CSV file become a million jobs, or none if one is invalid. Options: group,
+        shard, run_at, expires_at, priority, conn, on_progress, batch (finejobs.importing.import_jobs)."""
+        from finejobs.importing import import_jobs
+
+        return import_jobs(self, kind, items, **options)
 
     def get(self, job_id: int, *, database: str | None = None) -> Job:
         """The job with this id. With a shard map, ids are per database: name it, or the one holding it is

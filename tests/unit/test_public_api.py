@@ -41,7 +41,8 @@ def test_every_public_class_of_the_package_is_in_all() -> None:
         "Queue", "Retry", "Cancel", "Snooze", "JobState", "Job", "JobContext", "JobKind", "JobSpec",
         "PayloadError", "UnknownKindError", "InvalidJobOptions", "EnqueueError", "FinejobsError",
         "SchemaError", "DatabaseUnavailable", "ConfigurationError", "JobNotFound", "Worker",
-        "WorkerCrashed", "AttemptError", "Stats",
+        "WorkerCrashed", "AttemptError", "Stats", "Group", "GroupProgress", "Callback", "GroupNotFound", "Pipeline",
+        "PipelineRun", "StepContext", "PipelineInfo", "PipelineNotFound", "ImportResult",
     ],
 )
 def test_documented_names_are_exported(name: str) -> None:
