@@ -3,6 +3,7 @@ and an expiry; a kind validates payloads (every bad field named) and routes jobs
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -216,22 +217,39 @@ def _unknown_fields(model: type[pydantic.BaseModel], payload: Mapping[str, Any],
     A model (or nested model) configured with ``extra="allow"`` or ``extra="ignore"`` explicitly keeps its
     own behaviour; by default finejobs refuses unknown keys, since a typo in a payload is a lost field.
     """
-    if model.model_config.get("extra") in ("allow", "ignore"):
+    allows_extra, fields, nesting = _accepted_keys(model)
+    if allows_extra:
         return []
+    unknown: list[str] = []
+    for key, value in payload.items():
+        name = key if type(key) is str else str(key)
+        accepting = fields.get(name)
+        if accepting is None:
+            unknown.append(f"{prefix}{key}")
+        elif name in nesting:  # only a field whose annotation holds a model can hide unknown keys
+            unknown += _unknown_nested(accepting.annotation, value, f"{prefix}{key}")
+    return sorted(unknown)
+
+
+@functools.lru_cache(maxsize=1024)
+def _accepted_keys(model: type[pydantic.BaseModel]) -> tuple[bool, dict[str, Any], frozenset[str]]:
+    """Per model, once: (extra keys allowed, every key a field accepts -> its FieldInfo, the keys whose
+    annotation holds a model somewhere). Models are classes, fixed once defined: safe to cache."""
+    if model.model_config.get("extra") in ("allow", "ignore"):
+        return True, {}, frozenset()
     fields: dict[str, Any] = {}
     for name, info in model.model_fields.items():
         fields[name] = info
         for alias in (info.alias, info.validation_alias):
             if isinstance(alias, str):
                 fields[alias] = info
-    unknown: list[str] = []
-    for key, value in payload.items():
-        accepting = fields.get(str(key))
-        if accepting is None:
-            unknown.append(f"{prefix}{key}")
-        else:
-            unknown += _unknown_nested(accepting.annotation, value, f"{prefix}{key}")
-    return sorted(unknown)
+    return False, fields, frozenset(key for key, info in fields.items() if _holds_model(info.annotation))
+
+
+def _holds_model(annotation: Any) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        return True
+    return any(_holds_model(arg) for arg in typing.get_args(annotation))
 
 
 def _unknown_nested(annotation: Any, value: Any, path: str) -> list[str]:

@@ -23,17 +23,24 @@ from finejobs.limits import MAX_PAYLOAD_DEPTH, is_utf8, storable_text
 _MARK = "\x00f"  # a NUL never reaches the JSON text of a valid payload: a safe placeholder prefix
 
 
+_DUMPS = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode  # made once, not once a payload
+
+
 def encode(kind: str, payload: Mapping[str, Any], *, max_bytes: int) -> str:
     """The payload's JSON text as stored, or PayloadError naming the field that cannot be kept (any JSON value
     at the root is encoded the same way: see encode_value)."""
     value: Any = payload
-    if _check(kind, payload, "", 0):
+    try:
+        has_wide = _quick_check(payload, 0)
+    except _Doubt:  # something to refuse, or a type the quick walk leaves to the full one: it names the path
+        has_wide = _check(kind, payload, "", 0)
+    if has_wide:
         wide: list[float] = []
         value = _widen(payload, wide)
     else:
         wide = []
     try:
-        text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+        text = _DUMPS(value)
     except (TypeError, ValueError, RecursionError) as exc:
         raise PayloadError(kind, ["<root>"], f"the payload is not JSON-serializable: {exc}") from None
     for i, number in enumerate(wide):
@@ -86,6 +93,41 @@ def _check(kind: str, value: Any, path: str, depth: int) -> bool:
             found = _check(kind, item, _join(path, str(i)), depth + 1) or found
         return found
     raise _bad(kind, path, f"not JSON-serializable: {type(value).__name__}")
+
+
+class _Doubt(Exception):
+    """The quick walk met something it does not decide."""
+
+
+def _quick_check(value: Any, depth: int) -> bool:
+    """``_check`` for the common payload (exact dicts, lists, str, int, bool, None, float), without building
+    a path per key: True if it holds a wide float; raises _Doubt on anything ``_check`` might refuse (or any
+    other type), and ``_check`` then decides and names the field."""
+    kind = type(value)
+    if kind is str:
+        if "\x00" in value or not (value.isascii() or is_utf8(value)):
+            raise _Doubt
+        return False
+    if kind is int or kind is bool or value is None:
+        return False
+    if kind is float:
+        if not math.isfinite(value) or (value == 0.0 and math.copysign(1.0, value) < 0):
+            raise _Doubt
+        return _is_wide(value)
+    if kind is not dict and kind is not list:
+        raise _Doubt
+    if depth >= MAX_PAYLOAD_DEPTH:
+        raise _Doubt
+    found = False
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or "\x00" in key or not (key.isascii() or is_utf8(key)):
+                raise _Doubt
+            found = _quick_check(item, depth + 1) or found
+    else:
+        for item in value:
+            found = _quick_check(item, depth + 1) or found
+    return found
 
 
 def _is_wide(value: float) -> bool:
