@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBasic, HTTPBearer
 from pydantic import BaseModel
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from finejobs.errors import (
@@ -33,6 +34,24 @@ from finejobs.errors import (
 from finejobs.scheduler import ScheduleNotFound
 from finejobs.web.deps import scrub
 from finejobs.web.schemas import Message, Problems
+
+# ---------------------------------------------------------------- names in paths
+
+
+class _NameConvertor(Convertor[str]):
+    """A schedule's or group's name in a path (``{name:path_name}``): one or more characters, ``/`` included."""
+
+    regex = ".+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("path_name", _NameConvertor())
+
 
 # ---------------------------------------------------------------- documented responses
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
-from starlette.convertors import Convertor, register_url_convertor
 
 from finejobs.admin.groups import GROUP_PAGE_LIMIT
 from finejobs.errors import FinejobsError
@@ -23,20 +22,7 @@ router = APIRouter(tags=["groups"], route_class=Route)
 NAME_CHARS = 200
 
 
-class _NameConvertor(Convertor[str]):
-    """A group name in a path: one or more characters, ``/`` included."""
-
-    regex = ".+"
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return value
-
-
-register_url_convertor("group_name", _NameConvertor())
-NAME = "{name:group_name}"
+NAME = "{name:path_name}"  # a name with "/" in it too (api_common)
 Name = Annotated[str, Path(min_length=1, max_length=NAME_CHARS, description="the group's name")]
 Database = Annotated[str | None, Query(max_length=MAX_FILTER_TEXT,
                                        description="with a shard map: the database holding the group")]

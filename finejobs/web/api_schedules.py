@@ -15,7 +15,6 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from starlette.convertors import Convertor, register_url_convertor
 
 from finejobs._wallclock import zone
 from finejobs.limits import check_duration, check_text
@@ -31,20 +30,7 @@ NAME_CHARS = 200
 Sort = Literal["name", "kind", "next", "last", "status", "runs", "rule"]
 
 
-class _NameConvertor(Convertor[str]):
-    """A schedule name in a path: one or more characters, ``/`` included."""
-
-    regex = ".+"
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return value
-
-
-register_url_convertor("schedule_name", _NameConvertor())
-NAME = "{name:schedule_name}"
+NAME = "{name:path_name}"  # a name with "/" in it too (api_common)
 Name = Annotated[str, Path(min_length=1, max_length=NAME_CHARS, description="the schedule's name")]
 
 
