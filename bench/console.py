@@ -33,10 +33,27 @@ WHERE id IN (SELECT id FROM finejobs_jobs WHERE state IN ('succeeded', 'failed')
 """
 
 
+_GROUPS = """
+INSERT INTO finejobs_groups (name, total, succeeded, failed, expired, cancelled, sealed, created_at, sealed_at)
+SELECT format('import-%s', g), 1000, 990, 10, 0, 0, true, now() - g * interval '1 hour', now() - g * interval '1 hour'
+FROM generate_series(1, 60) AS g;
+INSERT INTO finejobs_groups (name, total, succeeded, failed, expired, cancelled, sealed, created_at, sealed_at,
+                             first_done_at, last_done_at)
+SELECT 'renewals-bench', count(*), count(*) FILTER (WHERE state = 'succeeded'),
+       count(*) FILTER (WHERE state = 'failed'), count(*) FILTER (WHERE state = 'expired'),
+       count(*) FILTER (WHERE state = 'cancelled'), true, now() - interval '1 day', now() - interval '1 day',
+       min(finished_at), max(finished_at)
+FROM finejobs_jobs;
+UPDATE finejobs_jobs SET group_id = (SELECT id FROM finejobs_groups WHERE name = 'renewals-bench');
+"""
+
+
 def _seed(queue: finejobs.Queue, url: str, *, recent: int) -> None:
-    """The last hour's throughput, workers, pauses, 40 schedules and a page of audit entries."""
+    """The last hour's throughput, workers, pauses, 40 schedules, a page of audit entries, and groups: every
+    job a member of one (``renewals-bench``: millions of members, thousands of them failed) and 60 small."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(_RECENT, {"n": recent})
+        conn.execute(_GROUPS)
         conn.execute("VACUUM (ANALYZE) finejobs_jobs")
     _registry(queue)
 
@@ -101,6 +118,9 @@ def _measure(base: str, url: str, *, repeats: int) -> list[AdminRow]:
         ("page /shards", "page", get("/shards")),
         ("page /workers", "page", get("/workers")),
         ("page /audit", "page", get("/audit")),
+        ("page /groups", "page", get("/groups")),
+        ("page /groups/{name} (every job a member)", "page", get("/groups/renewals-bench")),
+        ("page /groups/{name} (live partial)", "page", get("/partials/groups/renewals-bench")),
         ("GET /api/v1/jobs", "page", get("/api/v1/jobs")),
         ("GET /api/v1/jobs (next page)", "page", get(f"/api/v1/jobs?cursor={cursor}" if cursor else "/api/v1/jobs")),
         ("GET /api/v1/jobs?state=failed&kind=dosage.alert", "page", get("/api/v1/jobs?state=failed&kind=dosage.alert")),
@@ -111,6 +131,8 @@ def _measure(base: str, url: str, *, repeats: int) -> list[AdminRow]:
         ("GET /api/v1/schedules", "page", get("/api/v1/schedules")),
         ("GET /api/v1/shards", "page", get("/api/v1/shards")),
         ("GET /api/v1/workers", "page", get("/api/v1/workers")),
+        ("GET /api/v1/groups", "page", get("/api/v1/groups")),
+        ("GET /api/v1/groups/{name}", "page", get("/api/v1/groups/renewals-bench")),
         ("GET /metrics", "page", get("/metrics")),
     ]
     try:

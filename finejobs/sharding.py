@@ -256,7 +256,7 @@ _OWN_RELATIONS = {
     **{_PARTITION_PREFIX + "other_" + suffix: "an index of the default partition" for suffix in (
         "pkey", "expires_at_idx", "lease_expires_at_idx", "schedule_id_idx", "shard_moved_from_idx",
         "shard_priority_run_at_id_idx", "shard_schedule_id_fire_at_idx", "shard_unique_key_idx",
-        "state_finished_at_idx", "state_id_idx", "schedule_runs_idx", "group_id_state_idx",
+        "state_finished_at_idx", "state_id_idx", "schedule_runs_idx", "group_id_state_id_idx",
     )},
 }
 

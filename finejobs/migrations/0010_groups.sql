@@ -34,5 +34,6 @@ CREATE INDEX finejobs_groups_created_idx ON finejobs_groups (created_at DESC, id
 
 -- Nullable, no default: adding it rewrites nothing, on any table size.
 ALTER TABLE finejobs_jobs ADD COLUMN group_id bigint;
--- A group's members by state: its waiting members (cancel), its running ones (progress), its failures.
-CREATE INDEX finejobs_jobs_group_idx ON finejobs_jobs (group_id, state) WHERE group_id IS NOT NULL;
+-- A group's members by state, newest first within each: its waiting members (cancel), its running ones
+-- (progress), its newest failures (a backward scan per state: fast however many members failed).
+CREATE INDEX finejobs_jobs_group_idx ON finejobs_jobs (group_id, state, id) WHERE group_id IS NOT NULL;
