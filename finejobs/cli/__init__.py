@@ -9,6 +9,7 @@ finejobs jobs list [FILTER...] [--cursor C] | show ID | retry|cancel|delete (ID 
 finejobs stats | workers | paused
 finejobs pause --kind K | --shard S [--reason R]        finejobs resume --kind K | --shard S
 finejobs schedules list | show | add | update | delete | pause | resume | run-now | skip-next | sync ...
+finejobs services check FILE | run FILE [--concurrency N] | list
 finejobs groups list [--state S] | show NAME | seal NAME | cancel NAME [--reason R] [--yes]
 finejobs pipelines list [--state S] [--name P] | show ID | cancel ID [--reason R] [--yes]
 finejobs shards add NAME... | list | drop NAME | move NAME --to DATABASE
@@ -24,7 +25,7 @@ unexpected error. Actions are written to the audit log as done by ``cli:<login n
 The modules: ``_common`` (the shared plumbing: URLs and passwords, opening queues, tables, parameter types,
 the filter options; it imports no other module of the package), ``worker`` (migrate, worker, bench),
 ``jobs`` (enqueue, jobs ...), ``control`` (stats, pause, resume, paused, workers), ``schedules``, ``groups``,
-``pipelines``, ``shards``, ``web`` (web, hash-password).
+``pipelines``, ``services``, ``shards``, ``web`` (web, hash-password).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from collections.abc import Sequence
 import click
 
 from finejobs import FinejobsError, __version__
-from finejobs.cli import control, groups, jobs, pipelines, schedules, shards, web, worker
+from finejobs.cli import control, groups, jobs, pipelines, schedules, services, shards, web, worker
 from finejobs.cli._common import DEBUG_ENV, MAP_ENV, Root, database_url_option, fail, load_app
 
 
@@ -67,7 +68,7 @@ def cli(ctx: click.Context, database_url: str | None, shard_map: str | None) -> 
 
 
 for _command in (worker.migrate, worker.worker, jobs.enqueue, jobs.jobs, control.stats, control.pause,
-                 control.resume, control.paused, control.workers, schedules.schedules, groups.groups,
+                 control.resume, control.paused, control.workers, schedules.schedules, services.services, groups.groups,
                  pipelines.pipelines, shards.shards, worker.bench, web.web, web.hash_password):
     cli.add_command(_command)
 

@@ -113,11 +113,15 @@ class Executing:
     async def _execute_async(self, run: Running) -> None:
         timeout = run.kind.timeout.total_seconds() if run.kind.timeout else None
         span = tracing.process(run.job, self.worker_id) if tracing.is_enabled() else None
+        deadline = asyncio.timeout(timeout)
         try:
-            result = await asyncio.wait_for(run.kind.handler(*self._call_args(run)), timeout)
-        except TimeoutError:
-            assert run.kind.timeout is not None
-            self._settle_error(run, outcomes.HandlerTimeout(run.kind.timeout))
+            async with deadline:
+                result = await run.kind.handler(*self._call_args(run))
+        except TimeoutError as exc:
+            if deadline.expired() and run.kind.timeout is not None:  # our deadline, not the handler's own error
+                self._settle_error(run, outcomes.HandlerTimeout(run.kind.timeout))
+            else:
+                self._settle_error(run, exc)
         except BaseException as exc:
             self._settle_error(run, exc)
         else:

@@ -305,6 +305,20 @@ def test_async_handler_timeout(queue: Queue, clock: FakeClock) -> None:
     assert [e.error for e in timed_out.errors] == ["HandlerTimeout"]
 
 
+@pytest.mark.parametrize("kind_timeout", [None, timedelta(seconds=30)])
+def test_a_timeout_error_of_the_async_handler_itself_is_its_error_not_the_kinds_timeout(
+        queue: Queue, clock: FakeClock, kind_timeout: timedelta | None) -> None:
+    @queue.job("async.own-timeout", retry=NO_JITTER, timeout=kind_timeout)
+    async def calls_out(payload: dict[str, Any]) -> None:
+        raise TimeoutError("the upstream call timed out")
+
+    job = calls_out.enqueue({})
+    queue.worker(listen=False).work_once()
+    retried = queue.get(job.id)
+    assert retried.state is JobState.SCHEDULED
+    assert [(e.error, e.message) for e in retried.errors] == [("TimeoutError", "the upstream call timed out")]
+
+
 def test_handler_with_a_second_argument_gets_a_job_context(queue: Queue, clock: FakeClock) -> None:
     contexts: list[JobContext] = []
 

@@ -34,7 +34,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("store", ("finejobs.store",)),
     ("queue", ("finejobs.kinds", "finejobs.scheduler", "finejobs.schedule_ops", "finejobs.queue", "finejobs.devdb",
                "finejobs._embedded", "finejobs.tracing", "finejobs.groups", "finejobs.importing", "finejobs.pipelines",
-               "finejobs.pipeline_engine", "finejobs.pipeline_info")),
+               "finejobs.pipeline_engine", "finejobs.pipeline_info", "finejobs.services", "finejobs.http_runner")),
     ("runtime", ("finejobs.runtime",)),
     ("admin", ("finejobs.admin", "finejobs.shard_move")),
     ("surfaces", ("finejobs.cli", "finejobs.web", "finejobs.metrics", "finejobs.contrib", "finejobs.__main__",
