@@ -14,7 +14,8 @@ def mask_passwords(text: str) -> str:
     error messages.
 
     A URL's user-info password (everything from the ':' after the user name to the last '@', so unencoded
-    ``@``, ``/``, ``?`` or spaces in it are hidden too), its query-string ``password=`` / ``sslpassword=``, and
+    ``@``, ``/``, ``?`` or spaces in it are hidden too), its query-string ``password=`` / ``sslpassword=`` (and
+    an HTTP endpoint's ``token=``, ``api_key=``, ``secret=`` and the like), and
     a conninfo ``password=...`` (quoted or not) become ``***``. Text that starts with a URL is taken as one
     URL; in other text a URL ends at white space. Masking twice changes nothing."""
     out, at = [], 0
@@ -45,7 +46,11 @@ _MASK = "***"
 _URL_START = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 # In a message, a URL runs to white space or to the next URL.
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://(?:(?![A-Za-z][A-Za-z0-9+.-]*://)\S)*")
-_PASSWORD_KEYS = frozenset({"password", "sslpassword", "pgpassword"})
+# Query-string keys whose values are secrets: a database URL's passwords, and the tokens and keys of HTTP
+# endpoints (an HTTP service's endpoint is shown by every surface: finejobs.services).
+_PASSWORD_KEYS = frozenset({"password", "sslpassword", "pgpassword", "pass", "pwd", "token", "access_token",
+                            "auth", "auth_token", "api_key", "apikey", "key", "secret", "client_secret",
+                            "signature", "sig"})
 # libpq conninfo: keyword = value, the value single-quoted (backslash escapes) or up to white space.
 _CONNINFO_PASSWORD = re.compile(r"(?i)(?<![\w%.-])(?:ssl|pg)?password\s*=\s*('(?:\\.|[^'\\])*'?|(?:\\.|\S)*)")
 # A value masked already, maybe followed by the punctuation of the message around it.

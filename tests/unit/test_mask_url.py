@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from finejobs.masking import mask_passwords
 from finejobs.sharding import ShardMap
 from finejobs.store import mask_url, url_secrets
 
@@ -124,3 +125,12 @@ def test_shard_map_errors_and_repr_hide_passwords() -> None:
     assert "s3cret" not in str(caught.value)
     text = repr(ShardMap({"a": "postgresql://u:p@ss@h/db?password=q7z"}))
     assert "p@ss" not in text and "ss@" not in text and "q7z" not in text
+
+
+@pytest.mark.parametrize("key", ["token", "access_token", "api_key", "apikey", "key", "secret", "client_secret",
+                                 "signature", "Token"])
+def test_the_tokens_and_keys_of_http_endpoints_are_masked(key: str) -> None:
+    url = f"https://ops:hunter2@hooks.example.org/run?district=3&{key}=s3cr3t-value&x=1"
+    masked = mask_passwords(url)
+    assert masked == f"https://ops:***@hooks.example.org/run?district=3&{key}=***&x=1"
+    assert mask_passwords(f"POST {url} failed") == f"POST {masked} failed"
