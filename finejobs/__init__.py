@@ -33,6 +33,7 @@ from finejobs.runtime.worker_group import WorkerGroup
 from finejobs.schedule_ops import Schedule, ScheduleRun
 from finejobs.scheduler import ScheduleNotFound, ScheduleSpec
 from finejobs.schedules import Adaptive, Cron, DailyAt, Every, Once, RRule, Rule
+from finejobs.services import ServiceDefinition, ServiceFileError
 from finejobs.shard_move import MoveReport, move_shard
 from finejobs.sharding import ByField, ByHash, ShardMap, ShardRule, hash_bucket
 from finejobs.store import ShardInfo, Stats
@@ -87,6 +88,8 @@ __all__ = [
     "ScheduleRun",
     "ScheduleSpec",
     "SchemaError",
+    "ServiceDefinition",
+    "ServiceFileError",
     "ShardInfo",
     "ShardMap",
     "ShardRule",

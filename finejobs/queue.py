@@ -34,7 +34,7 @@ from finejobs.limits import (
 from finejobs.payloads import encode as encode_payload
 from finejobs.retry import Retry
 from finejobs.schedule_ops import Schedules
-from finejobs.scheduler import ScheduleSpec, make_spec
+from finejobs.scheduler import LocalSchedule, ScheduleSpec, make_local, make_spec
 from finejobs.schedules import Rule
 from finejobs.sharding import ShardMap, ShardRule, rule_from_options, validate_shard_name
 from finejobs.store import (
@@ -90,6 +90,7 @@ class Queue:
         self.max_payload_bytes = max_payload_bytes
         self.kinds: dict[str, JobKind[Any, Any]] = {}
         self.declared_schedules: dict[str, ScheduleSpec] = {}  # upserted at worker start
+        self.local_schedules: dict[str, LocalSchedule] = {}  # run in every worker process, never stored
 
     # ---------------------------------------------------------------- configuration
 
@@ -246,13 +247,39 @@ class Queue:
         ``queue.schedule("policy-renewals", renew_policies, Cron("0 6 * * MON", tz=...), payload={...})``.
         Options: description, shard, priority, max_attempts, start, end, misfire ("coalesce", "all",
         "skip"), misfire_limit, misfire_grace, overlap ("skip", "allow", "wait"), expires_in.
-        See docs/schedules.md.
+        See docs/schedules.md. For a schedule run by every worker process, see ``local_schedule``.
         """
-        if name in self.declared_schedules:
+        if options.pop("local", False):
+            raise InvalidJobOptions(f"schedule {name!r}: for a schedule run in every worker process, call "
+                                    "queue.local_schedule(name, kind_or_callable, rule, ...)")
+        if name in self.declared_schedules or name in self.local_schedules:
             raise InvalidJobOptions(f"schedule {name!r} is already declared")
         spec = make_spec(self, name, kind, rule, payload=payload, **options)
         self.declared_schedules[name] = spec
         return spec
+
+    def local_schedule(self, name: str, target: str | JobKind[Any, Any] | Callable[[], Any], rule: Rule, *,
+                       payload: Any = None, description: str = "", start: datetime | None = None,
+                       end: datetime | None = None) -> LocalSchedule:
+        """Declare a local schedule, run by every worker process on its own, in the process, on ``rule``:
+        ``queue.local_schedule("cache-expiry", cache.expire, Every(seconds=30))``. ``target``: a callable taking
+        no arguments, or a job kind (or its name) whose handler gets ``payload``. No row, no job: N processes
+        make N calls per tick; a tick that comes while the previous call runs is skipped (logged); errors are
+        logged, never the worker's end. See docs/services.md, "Local schedules"."""
+        if name in self.declared_schedules or name in self.local_schedules:
+            raise InvalidJobOptions(f"schedule {name!r} is already declared")
+        spec = make_local(self, name, target, rule, payload=payload, description=description, start=start, end=end)
+        self.local_schedules[name] = spec
+        return spec
+
+    def http_service(self, name: str, **options: Any) -> ScheduleSpec:
+        """Declare an external HTTP service (Linkcare's daemon; docs/services.md): a schedule named
+        ``service:<name>`` whose job POSTs ``parameters`` as JSON to ``endpoint`` and maps the reply's code
+        (success, idle, error) or a timeout to the run's outcome. Options: endpoint, plan (an
+        ``execution_plan`` mapping), parameters, timeout, allow_concurrency, description."""
+        from finejobs.services import http_service
+
+        return http_service(self, name, **options)
 
     @property
     def schedules(self) -> Schedules:

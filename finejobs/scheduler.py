@@ -17,10 +17,11 @@ The operations (list, add, pause, run-now...) are in finejobs.schedule_ops.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -155,6 +156,89 @@ def make_spec(queue: Queue | None, name: str, kind: str | JobKind[Any, Any], rul
         misfire_limit=misfire_limit, misfire_grace=grace, overlap=overlap,
         expires_in=window,
     )
+
+
+@dataclass(frozen=True)
+class LocalSchedule:
+    """A schedule that lives in each worker process, not in the database: ``queue.schedule(..., local=True)``.
+
+    Every worker process fires it on its own, on its rule, by calling ``call()`` in that process (no job row,
+    no uniqueness across processes); a call still running when the next tick comes makes that tick skipped.
+    ``kind`` names the job kind whose handler it calls (None for a plain callable). See docs/services.md.
+    """
+
+    name: str
+    rule: Rule
+    call: Callable[[], Any] = field(compare=False, repr=False)
+    kind: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @property
+    def target(self) -> str:
+        """What it calls, in words: the kind, or the callable's qualified name."""
+        if self.kind is not None:
+            return self.kind
+        return str(getattr(self.call, "__qualname__", None) or repr(self.call))
+
+
+_LOCAL_OPTIONS = ("payload", "description", "start", "end")
+
+
+def make_local(queue: Queue | None, name: str, target: str | JobKind[Any, Any] | Callable[..., Any], rule: Rule, *,
+               payload: Any = None, description: str | None = "", start: datetime | None = None,
+               end: datetime | None = None, **refused: Any) -> LocalSchedule:
+    """Check a local schedule: a job kind (its handler is called with the payload, parsed by the kind's model) or
+    a callable taking no arguments (then no payload). Options that only mean something for jobs (shard,
+    misfire, overlap, priority...) are refused, naming them."""
+    from finejobs.kinds import JobKind
+
+    if refused:
+        raise InvalidJobOptions(f"a local schedule takes only {', '.join(_LOCAL_OPTIONS)}; not "
+                                f"{', '.join(sorted(refused))} (those are for schedules stored in the database)")
+    check_text("name", name, max_chars=_NAME_LIMIT)
+    if not name.strip():
+        raise InvalidJobOptions("name must not be blank")
+    if not isinstance(rule, Rule):
+        raise InvalidJobOptions(f"rule must be a finejobs rule (Cron, RRule, Every...), got {type(rule).__name__}")
+    text = check_text("description", description or "", empty=True, max_chars=MAX_MESSAGE_CHARS)
+    start_utc, end_utc = aware("start", start), aware("end", end)
+    if start_utc is not None and end_utc is not None and end_utc < start_utc:
+        raise InvalidJobOptions(f"end ({end_utc.isoformat()}) is before start ({start_utc.isoformat()})")
+    check_can_fire(rule, start=start_utc, end=end_utc)
+    if isinstance(target, str):
+        known = queue.kinds.get(target) if queue is not None else None
+        if known is None:
+            raise InvalidJobOptions(f"local schedule {name!r}: unknown job kind {target!r} (declare it first, or "
+                                    "pass the kind or a callable)")
+        target = known
+    if isinstance(target, JobKind):
+        kind = target
+        if kind.takes_context:
+            raise InvalidJobOptions(f"local schedule {name!r}: the handler of {kind.name!r} takes a job context, "
+                                    "but a local schedule makes no job: give it a handler taking the payload only")
+        data = json.loads(schedule_payload(kind, kind.name, payload))
+
+        def call() -> Any:
+            return kind.handler(kind.parse(data))
+
+        return LocalSchedule(name=name, rule=rule, call=call, kind=kind.name, payload=data, description=text,
+                             start=start_utc, end=end_utc)
+    if not callable(target):
+        raise InvalidJobOptions(f"local schedule {name!r}: expected a job kind, its name or a callable, "
+                                f"got {type(target).__name__}")
+    if payload is not None:
+        raise InvalidJobOptions(f"local schedule {name!r}: a callable is called without arguments, so no payload "
+                                "(declare a job kind to pass one)")
+    try:
+        inspect.signature(target).bind()
+    except TypeError:
+        raise InvalidJobOptions(f"local schedule {name!r}: {target!r} must be callable without arguments") from None
+    except ValueError:  # no signature to read (some builtins): it will tell at its first call
+        pass
+    return LocalSchedule(name=name, rule=rule, call=target, description=text, start=start_utc, end=end_utc)
 
 
 def schedule_payload(job_kind: JobKind[Any, Any] | None, kind: str, payload: Any, *,

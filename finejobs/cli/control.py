@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 import click
 
 from finejobs import JobState
@@ -18,7 +21,7 @@ from finejobs.cli._common import (
     text_option,
     ts,
 )
-from finejobs.limits import MAX_MESSAGE_CHARS
+from finejobs.limits import MAX_MESSAGE_CHARS, log_safe
 
 
 @click.command()
@@ -147,6 +150,8 @@ def paused(ctx: click.Context, as_json: bool, database_url: str | None) -> None:
 def workers(ctx: click.Context, only_alive: bool, as_json: bool, database_url: str | None) -> None:
     """List the workers in the registry: id, host, pid, shards, kinds, concurrency, jobs in flight, when
     last seen, and whether it is alive or gone (not seen for a while: it died without a clean stop).
+    Then the local schedules each worker process runs (queue.local_schedule): last run, its outcome, next
+    run, runs and skipped ticks (as of the row's last refresh, every 5 s).
 
     A worker that stops cleanly removes its row. The registry is for people: rescuing the jobs of a dead
     worker works from leases alone.
@@ -164,3 +169,32 @@ def workers(ctx: click.Context, only_alive: bool, as_json: bool, database_url: s
              ",".join(w.kinds) or "-", str(w.concurrency), str(w.in_flight), ago(w.seen_at, now),
              "alive" if w.alive else "gone"] for w in found]
     click.echo(table(["ID", "HOST", "PID", "SHARDS", "KINDS", "CONCURRENCY", "IN_FLIGHT", "SEEN", "STATUS"], rows))
+    local = [[w.id, str(entry.get("name", "?")), str(entry.get("rule", "-")), _at(entry.get("last_run_at")),
+              _outcome(entry), _at(entry.get("next_run_at")), str(entry.get("runs", 0)), str(entry.get("skipped", 0))]
+             for w in found for entry in _local_schedules(w.info)]
+    if local:
+        click.echo("\nlocal schedules (run in each worker process):")
+        click.echo(table(["WORKER", "SCHEDULE", "RULE", "LAST_RUN", "OUTCOME", "NEXT_RUN", "RUNS", "SKIPPED"], local))
+
+
+def _local_schedules(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """The local schedules a worker's registry row lists (finejobs.runtime.local_schedules)."""
+    entries = info.get("local_schedules") if isinstance(info, dict) else None
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
+def _at(value: Any) -> str:
+    if not isinstance(value, str):
+        return "-"
+    try:
+        return ts(datetime.fromisoformat(value))
+    except ValueError:
+        return "-"
+
+
+def _outcome(entry: dict[str, Any]) -> str:
+    if entry.get("running"):
+        return "running"
+    outcome = str(entry.get("last_outcome") or "-")
+    error = entry.get("last_error")
+    return f"{outcome}: {log_safe(str(error))[:80]}" if outcome == "error" and error else outcome

@@ -9,11 +9,11 @@ import threading
 import time
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from finejobs import ConfigurationError, __version__
+from finejobs import ConfigurationError, JobState, __version__
 from finejobs.cli._common import (
     APP_ENV,
     ScrubbingFormatter,
@@ -25,8 +25,17 @@ from finejobs.cli._common import (
     load_app,
     queue_from,
     scrub,
+    text_option,
 )
-from finejobs.limits import MAX_CONCURRENCY, MAX_POOL_SIZE, MAX_WORKER_GRACE, MAX_WORKER_LEASE, MAX_WORKER_POLL
+from finejobs.cli.schedules import parse_duration
+from finejobs.limits import (
+    MAX_CONCURRENCY,
+    MAX_DURATION,
+    MAX_POOL_SIZE,
+    MAX_WORKER_GRACE,
+    MAX_WORKER_LEASE,
+    MAX_WORKER_POLL,
+)
 from finejobs.store import available_migrations
 
 if TYPE_CHECKING:
@@ -43,6 +52,52 @@ MAX_SHUTDOWN_GRACE = MAX_WORKER_GRACE.total_seconds()
 MAX_LEASE = MAX_WORKER_LEASE.total_seconds()
 
 log = logging.getLogger("finejobs.cli")
+
+_UNIT_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
+RETAINED_STATES = (JobState.SUCCEEDED, JobState.FAILED, JobState.EXPIRED, JobState.CANCELLED)  # the final states
+
+if TYPE_CHECKING:
+    _RetentionParam = click.ParamType[dict[JobState, timedelta], Any]
+else:
+    _RetentionParam = click.ParamType
+
+
+class Retention(_RetentionParam):
+    """``succeeded=7d,failed=30d``: how long finished jobs of each named final state are kept."""
+
+    name = "RETENTION"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> dict[JobState, timedelta]:
+        if isinstance(value, dict):
+            return value
+        states = ", ".join(s.value for s in RETAINED_STATES)
+        found: dict[JobState, timedelta] = {}
+        for entry in str(value).split(","):
+            state_name, equals, duration = (part.strip() for part in entry.partition("="))
+            if not entry.strip():
+                self.fail(f"{value!r}: an empty entry (write STATE=DURATION,STATE=DURATION)", param, ctx)
+            if not equals or not state_name or not duration:
+                self.fail(f"{entry.strip()!r} is not STATE=DURATION (e.g. succeeded=7d)", param, ctx)
+            try:
+                state = JobState(state_name.lower())
+            except ValueError:
+                state = None
+            if state not in RETAINED_STATES:
+                self.fail(f"{entry.strip()!r}: {state_name!r} is not a final state (one of {states})", param, ctx)
+            assert state is not None
+            if state in found:
+                self.fail(f"{entry.strip()!r}: {state.value} is named twice", param, ctx)
+            try:
+                parts = parse_duration(duration)
+                keep = timedelta(seconds=sum(v * _UNIT_SECONDS[u] for u, v in parts.items()))
+            except (click.BadParameter, OverflowError) as exc:
+                why = exc.message if isinstance(exc, click.BadParameter) else "over the limit"
+                self.fail(f"{entry.strip()!r}: {why}", param, ctx)
+            if keep <= timedelta(0) or keep > MAX_DURATION:
+                self.fail(f"{entry.strip()!r}: the duration must be over 0 and at most 100 years", param, ctx)
+            found[state] = keep
+        return found
 
 
 @click.command()
@@ -85,6 +140,38 @@ def migrate(ctx: click.Context, database_url: str | None) -> None:
 @click.option("--lease", type=Seconds(0.5, MAX_LEASE), default=30.0, show_default=True,
               help="How long a claimed job stays this worker's without a heartbeat; after a crash, how long "
                    f"until another worker may run it again: 0.5 to {MAX_LEASE:g} (a day).")
+@click.option("--heartbeat-interval", type=Seconds(0, MAX_POLL_INTERVAL, low_open=True), default=None,
+              help="How often the leases of running jobs are extended [default: a third of --lease].")
+@click.option("--claim-batch", type=click.IntRange(1, MAX_CONCURRENCY), default=100, show_default=True,
+              help="The most jobs one claim round takes (never more than the free slots).")
+@click.option("--claim-cooldown", type=Seconds(0, MAX_POLL_INTERVAL), default=0.005, show_default=True,
+              help="After a full claim, how long to wait for half the slots to free, so the next claim is a batch.")
+@click.option("--flush-interval", type=Seconds(0, MAX_POLL_INTERVAL), default=0.005, show_default=True,
+              help="How often buffered job outcomes are written (one statement per batch).")
+@click.option("--maintenance-interval", type=Seconds(0, MAX_POLL_INTERVAL), default=2.0, show_default=True,
+              help="Seconds between maintenance passes (rescue lost leases, expire overdue jobs, prune by "
+                   "--retention).")
+@click.option("--retention", type=Retention(), default=None, metavar="STATE=DURATION,...",
+              help="How long finished jobs are kept before maintenance deletes them, per final state, e.g. "
+                   "'succeeded=7d,failed=30d' (units s, m, h, d, w; states succeeded, failed, expired, cancelled). "
+                   "States not named keep their default (succeeded 1d, the others 7d).")
+@click.option("--schedule-interval", type=Seconds(0, MAX_POLL_INTERVAL), default=1.0, show_default=True,
+              help="Seconds between the scheduler's passes over the due schedules.")
+@click.option("--shard-refresh-interval", type=Seconds(0, MAX_POLL_INTERVAL), default=5.0, show_default=True,
+              help="How often shard globs (--shard 'district-*') are matched again against the shards that exist.")
+@click.option("--scheduler/--no-scheduler", "run_scheduler", default=True, show_default=True,
+              help="Fire the schedules stored in the database (any number of workers may; each tick makes one "
+                   "job). --no-scheduler: this worker only runs jobs (schedules declared in code are not upserted "
+                   "by it either).")
+@click.option("--local-schedules/--no-local-schedules", "local_schedules", default=True, show_default=True,
+              help="Run the app's local schedules (queue.local_schedule: in every worker process).")
+@click.option("--listen/--no-listen", "listen", default=True, show_default=True,
+              help="LISTEN for enqueue notifications (a wake-up hint); --no-listen: poll only (e.g. behind a "
+                   "pooler that drops LISTEN).")
+@click.option("--register/--no-register", "register", default=True, show_default=True,
+              help="Keep a row in the worker registry (finejobs workers, the console); --no-register: unlisted.")
+@click.option("--worker-id", default=None, metavar="ID", callback=text_option("worker id", max_chars=200),
+              help="This worker's id in leases and the registry [default: HOST:PID:random].")
 @click.option("--pool-size", type=click.IntRange(2, MAX_POOL_SIZE), default=5, show_default=True,
               help="Database connections this worker may hold (plus one for LISTEN).")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="INFO",
@@ -97,8 +184,12 @@ def migrate(ctx: click.Context, database_url: str | None) -> None:
 @database_url_option
 @click.pass_context
 def worker(ctx: click.Context, app: str, shards: tuple[str, ...], concurrency: int, poll_interval: float,
-           shutdown_grace: float, lease: float, pool_size: int, log_level: str, metrics_port: int | None,
-           metrics_host: str, database_url: str | None) -> None:
+           shutdown_grace: float, lease: float, heartbeat_interval: float | None, claim_batch: int,
+           claim_cooldown: float, flush_interval: float, maintenance_interval: float,
+           retention: dict[JobState, timedelta] | None, schedule_interval: float, shard_refresh_interval: float,
+           run_scheduler: bool, local_schedules: bool, listen: bool, register: bool, worker_id: str | None,
+           pool_size: int, log_level: str, metrics_port: int | None, metrics_host: str,
+           database_url: str | None) -> None:
     """Run a worker: claim due jobs of the app's kinds and run them until stopped.
 
     SIGTERM or SIGINT stops it gracefully: no new jobs are claimed, running jobs get --shutdown-grace
@@ -116,6 +207,7 @@ def worker(ctx: click.Context, app: str, shards: tuple[str, ...], concurrency: i
       finejobs worker --app myapp.jobs:queue --shard district-3 --concurrency 20
       finejobs worker --app myapp.jobs:queue --shard 'district-*'
       finejobs worker --app myapp.jobs:queue --metrics-port 9400
+      finejobs worker --app myapp.jobs:queue --retention succeeded=7d,failed=30d --no-scheduler
     """
     if metrics_port is None and ctx.get_parameter_source("metrics_host") is not click.core.ParameterSource.DEFAULT:
         raise click.UsageError("--metrics-host needs --metrics-port")
@@ -132,8 +224,19 @@ def worker(ctx: click.Context, app: str, shards: tuple[str, ...], concurrency: i
         # Every database the worker will serve answers and is migrated, or one line says which does not
         # (with a shard map, a worker per database would otherwise log its failure with a traceback).
         check_schemas(queue, queue.shard_map.databases_for(list(shards) or None))
-        runner = queue.worker(shards=list(shards) or None, concurrency=concurrency, poll_interval=poll_interval,
-                              shutdown_grace=shutdown_grace, lease=timedelta(seconds=lease))
+        from finejobs.runtime.worker import DEFAULT_RETENTION
+
+        if heartbeat_interval is not None and heartbeat_interval >= lease:
+            raise click.UsageError(f"--heartbeat-interval ({heartbeat_interval:g}) must be shorter than --lease "
+                                   f"({lease:g}), or leases run out between heartbeats")
+        runner = queue.worker(
+            shards=list(shards) or None, concurrency=concurrency, poll_interval=poll_interval,
+            shutdown_grace=shutdown_grace, lease=timedelta(seconds=lease), heartbeat_interval=heartbeat_interval,
+            claim_batch=claim_batch, claim_cooldown=claim_cooldown, flush_interval=flush_interval,
+            maintenance_interval=maintenance_interval, retention={**DEFAULT_RETENTION, **(retention or {})},
+            schedule_interval=schedule_interval, shard_refresh_interval=shard_refresh_interval,
+            run_scheduler=run_scheduler, local_schedules=local_schedules, listen=listen, register=register,
+            worker_id=worker_id)
         server = None if metrics_port is None else _serve_metrics(runner, metrics_host, metrics_port)
         try:
             runner.run()

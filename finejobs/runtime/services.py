@@ -222,9 +222,15 @@ class Registry(Service):
             "id": worker.worker_id, "host": socket.gethostname(), "pid": os.getpid(), "version": __version__,
             "database": worker.database, "shards": worker.shards, "kinds": worker.kinds,
             "concurrency": worker.concurrency, "started_at": worker.started_at or now, "seen_at": now,
-            "in_flight": worker.in_flight(), "counters": dict(worker.stats), "info": {},
+            "in_flight": worker.in_flight(), "counters": dict(worker.stats), "info": self._info(),
         })
         worker.store.worker_prune(before=now - REGISTRY_FORGET)
+
+    def _info(self) -> dict[str, Any]:
+        local = self.worker.local
+        if local is None or not self.worker.queue.local_schedules:
+            return {}
+        return {"local_schedules": local.snapshot()}
 
     def join(self, timeout: float) -> None:
         super().join(timeout)

@@ -41,6 +41,7 @@ from finejobs.limits import (
 from finejobs.queue import Queue
 from finejobs.runtime.claiming import Claiming, PauseCache
 from finejobs.runtime.executing import Executing, Running
+from finejobs.runtime.local_schedules import LocalSchedules
 from finejobs.runtime.observers import Observers, WorkerObserver
 from finejobs.runtime.scheduler import Scheduler
 from finejobs.runtime.services import (
@@ -82,7 +83,8 @@ class Worker(Claiming, Executing):
     ``database`` names it in the queue's shard map (default: the one holding its shards); it serves only
     the shards the map places there. ``queue.worker()`` makes one Worker per database when needed.
     ``observers`` (finejobs.WorkerObserver, e.g. finejobs.metrics.WorkerMetrics) are told of its claims,
-    outcomes and schedule ticks.
+    outcomes and schedule ticks. ``local_schedules=False``: this worker does not run the queue's local
+    schedules (``queue.schedule(..., local=True)``; a WorkerGroup runs them in its first worker only).
     """
 
     def __init__(
@@ -109,6 +111,7 @@ class Worker(Claiming, Executing):
         run_scheduler: bool = True,
         register: bool = True,
         observers: Sequence[WorkerObserver] = (),
+        local_schedules: bool = True,
     ) -> None:
         check_int("concurrency", concurrency, 1, MAX_CONCURRENCY)
         check_int("claim_batch", claim_batch, 1, MAX_CONCURRENCY)
@@ -122,6 +125,11 @@ class Worker(Claiming, Executing):
                                   ("claim_cooldown", claim_cooldown, MAX_WORKER_POLL)):
             check_duration(name, value, strict=False, most=most)  # 0: every round
         check_duration("shutdown_grace", shutdown_grace, strict=False, most=MAX_WORKER_GRACE)
+        for state, keep in (retention or {}).items():
+            if JobState(state) not in DEFAULT_RETENTION:
+                raise ConfigurationError(f"retention applies to the final states ({', '.join(DEFAULT_RETENTION)}), "
+                                         f"not {JobState(state).value}")
+            check_duration(f"retention of {JobState(state).value}", keep)
         self.queue = queue
         if isinstance(shards, str):
             raise TypeError("shards must be a list of shard names or globs, not a single string")
@@ -150,6 +158,7 @@ class Worker(Claiming, Executing):
         self.listener = Listener(self, self._notified) if listen else None
         self.scheduler = Scheduler(self, schedule_interval) if run_scheduler else None
         self.registry = Registry(self, REGISTRY_INTERVAL) if register else None
+        self.local = LocalSchedules(self) if local_schedules else None  # queue.schedule(..., local=True)
         self.pauses = PauseCache()
         self.observers = Observers(observers)  # told of claims, outcomes, schedule ticks (finejobs.metrics)
         self.started_at: datetime | None = None
@@ -390,7 +399,11 @@ class Worker(Claiming, Executing):
             services.append(self.scheduler)
         if self.registry is not None:
             services.append(self.registry)
+        if self.local is not None and self.queue.local_schedules:
+            services.append(self.local)
         self.started_at = self.clock()
+        if self.local is not None and self.local in services:
+            self.local.arm(self.started_at)  # so the registry's first row lists them
         for service in services:
             service.start()
         if self.observers:
@@ -408,7 +421,7 @@ class Worker(Claiming, Executing):
         if left:
             self._release(left)
         services = [s for s in (self.heartbeat, self.watchdog, self.maintenance, self.listener, self.scheduler,
-                                 self.registry) if s is not None]
+                                 self.local, self.registry) if s is not None]
         for service in services[1:]:  # all at once: each ends its current pass meanwhile
             service.request_stop()
         self.completer.stop()  # the heartbeat keeps the leases while the last outcomes are written

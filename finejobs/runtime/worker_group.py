@@ -28,9 +28,11 @@ class WorkerGroup:
     def __init__(self, queue: Queue, *, databases: Sequence[str], worker_id: str | None = None,
                  **options: Any) -> None:
         self.queue = queue
+        local = options.pop("local_schedules", True)  # local schedules run once per process: in the first worker
         self.workers = [
-            Worker(queue, database=name, worker_id=f"{worker_id}:{name}" if worker_id else None, **options)
-            for name in databases
+            Worker(queue, database=name, worker_id=f"{worker_id}:{name}" if worker_id else None,
+                   local_schedules=local and i == 0, **options)
+            for i, name in enumerate(databases)
         ]
         self._stopping = threading.Event()
 

@@ -1,0 +1,71 @@
+"""``finejobs worker`` offers every option of ``finejobs.Worker`` a deployment needs, under the same name; the
+exceptions are listed here, each with its reason, so a new Worker option cannot be forgotten by the CLI."""
+
+from __future__ import annotations
+
+import inspect
+from datetime import timedelta
+
+import click
+import pytest
+
+from finejobs import JobState
+from finejobs.cli.worker import Retention, worker
+from finejobs.runtime import Worker
+
+# Worker parameters the CLI does not offer, on purpose.
+NOT_ON_THE_CLI = {
+    "self": "not an option",
+    "queue": "--app names the queue",
+    "database": "chosen from --shard and the shard map (one worker per database)",
+    "clock": "tests inject a clock; a deployment runs on the real one",
+    "observers": "objects; --metrics-port attaches the Prometheus observer",
+}
+# CLI options that are not Worker parameters (they configure the process, the queue or the metrics).
+CLI_ONLY = {"app", "pool_size", "log_level", "metrics_port", "metrics_host", "database_url"}
+
+
+def test_every_worker_option_is_on_the_cli_or_listed_as_an_exception() -> None:
+    worker_params = set(inspect.signature(Worker.__init__).parameters)
+    cli_params = {p.name for p in worker.params if p.name is not None}
+    missing = worker_params - set(NOT_ON_THE_CLI) - cli_params
+    assert not missing, f"Worker options without a `finejobs worker` option: {sorted(missing)} (add one, or list " \
+                        "it in NOT_ON_THE_CLI with the reason)"
+    unknown = cli_params - CLI_ONLY - worker_params
+    assert not unknown, f"`finejobs worker` options that are no Worker parameter: {sorted(unknown)}"
+    stale = set(NOT_ON_THE_CLI) - worker_params - {"self"}
+    assert not stale, f"NOT_ON_THE_CLI names what Worker no longer takes: {sorted(stale)}"
+    assert not set(NOT_ON_THE_CLI) & cli_params, "an exception that the CLI offers after all"
+
+
+def test_the_cli_defaults_are_the_workers() -> None:
+    defaults = {name: p.default for name, p in inspect.signature(Worker.__init__).parameters.items()}
+    for param in worker.params:
+        if param.name in defaults and param.name not in ("shards", "lease", "retention"):
+            assert param.default == defaults[param.name], f"--{param.name}: {param.default} vs {defaults[param.name]}"
+    lease = next(p for p in worker.params if p.name == "lease")
+    assert timedelta(seconds=lease.default) == defaults["lease"]  # type: ignore[arg-type]
+
+
+def test_retention_parses_states_and_durations() -> None:
+    parsed = Retention().convert("succeeded=7d, failed=30d,cancelled=1h30m", None, None)
+    assert parsed == {JobState.SUCCEEDED: timedelta(days=7), JobState.FAILED: timedelta(days=30),
+                      JobState.CANCELLED: timedelta(hours=1, minutes=30)}
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("succeeded", "'succeeded' is not STATE=DURATION"),
+    ("succeeded=", "is not STATE=DURATION"),
+    ("running=1d", "'running' is not a final state"),
+    ("sucess=1d", "'sucess' is not a final state (one of succeeded, failed, expired, cancelled)"),
+    ("failed=7x", "'failed=7x': '7x' is not a duration"),
+    ("failed=2mo", "months and years are not allowed"),
+    ("failed=0s", "must be over 0"),
+    ("failed=40000d", "at most 100 years"),
+    ("failed=1d,failed=2d", "failed is named twice"),
+    ("succeeded=1d,,failed=2d", "an empty entry"),
+])
+def test_retention_names_the_bad_entry(value: str, message: str) -> None:
+    with pytest.raises(click.BadParameter) as raised:
+        Retention().convert(value, None, None)
+    assert message in str(raised.value.message)
