@@ -261,6 +261,9 @@ def run_crash_suite(
                 for proc in unexpected:
                     problems.append(f"worker pid {proc.pid} exited by itself ({proc.popen.returncode}): "
                                     f"{proc.log()[-500:]}")
+                # A worker started after the last kill may still be importing: until it has installed its
+                # signal handlers, SIGTERM's default action would end it (no job of its own, but no clean stop).
+                fleet.wait_started(fleet.alive())
                 for proc in fleet.alive():
                     proc.popen.send_signal(signal.SIGTERM)
                 for proc in fleet.alive():

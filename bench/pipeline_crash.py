@@ -162,9 +162,17 @@ class _Fleet:
 
     def stop(self) -> list[str]:
         problems = []
-        for proc in self.alive().values():
+        # A worker started after the last kill may still be importing: until it has installed its signal
+        # handlers, SIGTERM's default action would end it (no clean stop). Wait for it first.
+        deadline = time.monotonic() + 60
+        for proc, path in self.procs:
+            while proc.pid in self.alive() and " started: " not in path.read_text(errors="replace") \
+                    and time.monotonic() < deadline:
+                time.sleep(0.05)
+        alive = list(self.alive().values())
+        for proc in alive:
             proc.send_signal(signal.SIGTERM)
-        for proc in self.alive().values():
+        for proc in alive:
             try:
                 if proc.wait(30) != 0:
                     problems.append(f"worker pid {proc.pid} exited {proc.returncode} on SIGTERM")
