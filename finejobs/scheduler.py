@@ -16,7 +16,6 @@ The operations (list, add, pause, run-now...) are in finejobs.schedule_ops.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import json
 import logging
@@ -265,14 +264,22 @@ def spec_from_row(row: ScheduleRow, rule: Rule | None = None) -> ScheduleSpec:
     )
 
 
-@functools.lru_cache(maxsize=1024)
-def _rule_from_json(text: str) -> Rule:
-    return rule_from_spec(json.loads(text))
+_RULES: dict[str, Rule] = {}  # a rule per stored spec (rules are immutable); the scheduler reads thousands a pass
+_RULES_KEPT = 1024
 
 
 def rule_for(spec: Mapping[str, Any]) -> Rule:
     """The rule a row stores (rules are immutable, so one object per spec is shared)."""
-    return _rule_from_json(json.dumps(spec, sort_keys=True))
+    if not isinstance(spec, Mapping):
+        return rule_from_spec(spec)  # refused, naming what it got
+    key = repr(sorted(spec.items()))  # cheaper than JSON; a spec is a flat mapping of JSON values
+    rule = _RULES.get(key)
+    if rule is None:
+        rule = rule_from_spec(json.loads(json.dumps(spec)))
+        if len(_RULES) >= _RULES_KEPT:
+            _RULES.clear()
+        _RULES[key] = rule
+    return rule
 
 
 def outcome_of(state: str | None, result: str | None) -> Outcome | None:
@@ -306,13 +313,18 @@ class Plan:
     next_fire_at: datetime | None
 
 
-def plan(row: ScheduleRow, rule: Rule, now: datetime) -> Plan | None:
+def plan(row: ScheduleRow, rule: Rule, now: datetime, *, looked: datetime | None = None) -> Plan | None:
     """Which ticks to run now, how many to skip, and the next fire; None to leave the schedule as it is.
 
     Misfire (several ticks due at once, after downtime): ``coalesce`` runs the latest once, ``all`` runs
     each, the latest ``misfire_limit`` of them, ``skip`` runs only a tick that is at most ``misfire_grace``
     late. Overlap (a run of this schedule is unfinished): ``skip`` skips the ticks, ``wait`` keeps them
     due until it finishes, ``allow`` runs them anyway.
+
+    ``looked``: when this scheduler last looked at the due schedules (the start of its previous pass, while
+    it has been running since). A tick after that was not yet due then, so it is no misfire, whatever the
+    policy: it runs (a pass that took longer than a rule's period still makes every tick of it). The misfire
+    policy is for the ticks due before, the ones a downtime missed.
     """
     if row.next_fire_at is None or row.next_fire_at > now:
         return None
@@ -323,11 +335,12 @@ def plan(row: ScheduleRow, rule: Rule, now: datetime) -> Plan | None:
         fires, skipped, upcoming = [row.next_fire_at], 0, None
     else:
         keep = row.misfire_limit if row.misfire == "all" else 1
-        due: deque[datetime] = deque(maxlen=keep)
+        due: deque[datetime] = deque(maxlen=keep)  # missed: due before the last look (or there was none)
+        fresh: deque[datetime] = deque(maxlen=MAX_MISFIRE_LIMIT)  # came due since the last look
         count = 0
         tick: datetime | None = row.next_fire_at
         while tick is not None and tick <= now:
-            due.append(tick)
+            (fresh if looked is not None and tick > looked else due).append(tick)
             count += 1
             if count % _WALK_LIMIT == 0:  # a fast rule after a long outage: jump close to now
                 for window in (timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)):
@@ -340,12 +353,15 @@ def plan(row: ScheduleRow, rule: Rule, now: datetime) -> Plan | None:
                 continue
             tick = next_fire(rule, tick, start=row.start_at, end=row.end_at)
         upcoming = tick
-        if row.misfire == "all":
+        if not due:
+            fires = []
+        elif row.misfire == "all":
             fires = list(due)
         elif row.misfire == "skip":
             fires = [due[-1]] if now - due[-1] <= row.misfire_grace else []
         else:
             fires = [due[-1]]
+        fires += fresh
         skipped = count - len(fires)
     if row.unfinished and fires:
         if row.overlap == "wait":

@@ -4,16 +4,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 from finejobs.jobs import NewJob
-from finejobs.store._base import StoreBase
+from finejobs.store._base import StoreBase, _run
 from finejobs.store.tables import NOTIFY_CHANNEL, schedules_table
 
 # The columns a schedule operation may set (update() takes names from this list only, never from users).
@@ -113,6 +114,75 @@ _SCHEDULE_DUE = sa.text(
                                  ORDER BY next_fire_at LIMIT :limit))
           ORDER BY s.next_fire_at"""
 )
+
+
+_SCHEDULE_TAKE_DUE = sa.text(
+    # A batch of due schedules, locked: several schedulers each take different rows (SKIP LOCKED) instead of
+    # racing for the same ones. An index range on finejobs_schedules_due_idx (next_fire_at) WHERE NOT paused.
+    # ``passed``: rows this pass already looked at and left due (overlap="wait" behind an unfinished run).
+    """
+    SELECT s.* FROM finejobs_schedules s
+    WHERE NOT s.paused AND s.next_fire_at <= :now AND s.id <> ALL(CAST(:passed AS bigint[]))
+    ORDER BY s.next_fire_at LIMIT :limit
+    FOR UPDATE OF s SKIP LOCKED
+    """
+)
+
+
+_SCHEDULE_BUSY = sa.text(
+    # Which of these schedules have an unfinished run (overlap skip/wait), for the whole batch at once
+    # (finejobs_jobs_schedule_unfinished_idx). The same condition as the "unfinished" of _SCHEDULE_SELECT.
+    """
+    SELECT DISTINCT schedule_id FROM finejobs_jobs
+    WHERE schedule_id = ANY(CAST(:ids AS bigint[])) AND schedule_id IS NOT NULL
+      AND state IN ('available', 'running') AND (state = 'running' OR expires_at IS NULL OR expires_at > :now)
+    """
+)
+
+
+_SCHEDULE_BATCH_JOBS = sa.text(
+    # Every job of a batch, from a JSON array (one element a tick); kind, shard, priority, max_attempts and the
+    # payload (its jsonb, as it is) are the schedule's: the row is locked, they are the ones the plan read.
+    """
+    INSERT INTO finejobs_jobs (kind, shard, payload, priority, run_at, expires_at, max_attempts, schedule_id,
+                               fire_at, created_at)
+    SELECT s.kind, s.shard, s.payload, s.priority, u.run_at, u.expires_at, s.max_attempts, s.id, u.fire_at, :now
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+         AS u(schedule_id bigint, run_at timestamptz, expires_at timestamptz, fire_at timestamptz)
+    JOIN finejobs_schedules s ON s.id = u.schedule_id
+    ON CONFLICT (shard, schedule_id, fire_at) WHERE schedule_id IS NOT NULL DO NOTHING
+    RETURNING id, schedule_id, shard, run_at, fire_at
+    """
+)
+
+
+_SCHEDULE_BATCH_ADVANCE = sa.text(
+    # Every schedule of a batch moved on, from a JSON array, each with the compare-and-set of _SCHEDULE_ADVANCE
+    # (the rows are locked, so it holds: it stays as a guard). A broken schedule gets its error, no next fire.
+    """
+    UPDATE finejobs_schedules s
+    SET next_fire_at = u.next_fire_at, skipped = s.skipped + u.skipped, fired = s.fired + u.fired,
+        runs = s.runs + u.runs, last_job_id = COALESCE(u.last_job_id, s.last_job_id),
+        last_fire_at = COALESCE(u.last_fire_at, s.last_fire_at), last_error = u.error,
+        version = s.version + 1, updated_at = :now
+    FROM jsonb_to_recordset(CAST(:rows AS jsonb))
+         AS u(id bigint, version bigint, expected timestamptz, next_fire_at timestamptz, skipped bigint,
+              fired bigint, runs bigint, last_job_id bigint, last_fire_at timestamptz, error text)
+    WHERE s.id = u.id AND s.version = u.version AND s.next_fire_at IS NOT DISTINCT FROM u.expected
+    RETURNING s.id
+    """
+)
+
+
+_CUSTOM_PLANS = sa.text("SET LOCAL plan_cache_mode = force_custom_plan")
+
+
+def _rows(conn: sa.Connection, stmt: sa.TextClause, params: Mapping[str, Any]) -> list[Mapping[Any, Any]]:
+    """A statement's rows from the psycopg driver under ``conn`` (a batch's thousands, without SQLAlchemy's)."""
+    return _run(cast(psycopg.Connection[Any], conn.connection.dbapi_connection), stmt, params)
+
+
+_NOTIFY_SHARDS = sa.text("SELECT count(pg_notify(:channel, s)) FROM unnest(CAST(:shards AS text[])) AS s")
 
 
 _SCHEDULE_WAITING = sa.text(
@@ -220,6 +290,37 @@ _SCHEDULE_PAUSE_ALL = sa.text(
 )
 
 
+@dataclass(frozen=True)
+class Firing:
+    """What a scheduler pass writes for one schedule of a batch: its jobs (each with its tick), the ticks it
+    skipped and its next fire, or ``error`` (a broken schedule: no next fire until it is updated)."""
+
+    schedule_id: int
+    version: int
+    expected: datetime | None
+    next_fire_at: datetime | None
+    jobs: Sequence[tuple[NewJob, datetime]] = ()
+    skipped: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class FiredBatch:
+    """One batch of due schedules: how many were taken, and the new jobs' ids by schedule (tick order)."""
+
+    taken: int
+    moved: int = 0
+    jobs: dict[int, list[int]] = field(default_factory=dict)
+
+
+class _LostRace(Exception):
+    """A compare-and-set of a batch did not hold: the batch is rolled back."""
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
 def _schedule_columns(values: Mapping[str, Any]) -> dict[str, Any]:
     """Column values for a schedule statement; a payload given as JSON text is stored as that text."""
     columns = dict(values)
@@ -291,6 +392,65 @@ class ScheduleStore(StoreBase):
         with self.transaction(autocommit=True) as conn:
             rows = conn.execute(_SCHEDULE_DUE, {"now": now, "limit": limit}).mappings().all()
         return [ScheduleRow.from_row(r) for r in rows]
+
+    def schedule_fire_due(self, *, now: datetime, limit: int, passed: Sequence[int],
+                          decide: Callable[[list[ScheduleRow]], list[Firing]]) -> FiredBatch | None:
+        """One batch, in one short transaction: lock up to ``limit`` due schedules (SKIP LOCKED: other
+        schedulers take other rows; not those in ``passed``), let ``decide`` (pure Python, no database)
+        say what each one does, then insert all their jobs in one statement and move all of them on in
+        another. Returns None when a compare-and-set did not hold (nothing is written)."""
+        try:
+            with self.transaction() as conn:
+                # Custom plans: a generic plan cached while the job table was empty scans it for every batch.
+                conn.execute(_CUSTOM_PLANS)
+                taken = _rows(conn, _SCHEDULE_TAKE_DUE, {"now": now, "limit": limit, "passed": list(passed)})
+                if not taken:
+                    return FiredBatch(taken=0)
+                watched = [r["id"] for r in taken if r["overlap"] != "allow"]
+                busy = set(conn.execute(_SCHEDULE_BUSY, {"ids": watched, "now": now}).scalars()) if watched else set()
+                firings = decide([ScheduleRow.from_row({**r, "unfinished": r["id"] in busy}) for r in taken])
+                made = self._insert_batch_jobs(conn, firings, now) if any(f.jobs for f in firings) else {}
+                moved = self._advance_batch(conn, firings, made, now) if firings else 0
+                return FiredBatch(taken=len(taken), moved=moved,
+                                  jobs={sid: [job_id for job_id, _ in ids] for sid, ids in made.items()})
+        except _LostRace:
+            return None
+
+    @staticmethod
+    def _insert_batch_jobs(conn: sa.Connection, firings: Sequence[Firing],
+                           now: datetime) -> dict[int, list[tuple[int, datetime]]]:
+        rows = json.dumps([
+            {"schedule_id": f.schedule_id, "run_at": j.run_at.isoformat(), "expires_at": _iso(j.expires_at),
+             "fire_at": fire.isoformat()}
+            for f in firings for j, fire in f.jobs
+        ])
+        made: dict[int, list[tuple[int, datetime]]] = {}
+        shards: set[str] = set()
+        for r in _rows(conn, _SCHEDULE_BATCH_JOBS, {"rows": rows, "now": now}):
+            made.setdefault(r["schedule_id"], []).append((r["id"], r["fire_at"]))
+            if r["run_at"] <= now:
+                shards.add(r["shard"])
+        for ids in made.values():
+            ids.sort(key=lambda pair: (pair[1], pair[0]))
+        if shards:
+            conn.execute(_NOTIFY_SHARDS, {"channel": NOTIFY_CHANNEL, "shards": sorted(shards)})
+        return made
+
+    @staticmethod
+    def _advance_batch(conn: sa.Connection, firings: Sequence[Firing], made: Mapping[int, list[tuple[int, datetime]]],
+                       now: datetime) -> int:
+        rows = json.dumps([
+            {"id": f.schedule_id, "version": f.version, "expected": _iso(f.expected),
+             "next_fire_at": _iso(f.next_fire_at), "skipped": f.skipped, "fired": len(f.jobs),
+             "runs": len(made.get(f.schedule_id, ())),
+             "last_job_id": made[f.schedule_id][-1][0] if made.get(f.schedule_id) else None,
+             "last_fire_at": _iso(max((fire for _, fire in f.jobs), default=None)), "error": f.error}
+            for f in firings
+        ])
+        moved = len(_rows(conn, _SCHEDULE_BATCH_ADVANCE, {"rows": rows, "now": now}))
+        if moved != len(firings):
+            raise _LostRace
+        return moved
 
     def schedule_waiting(self, *, now: datetime) -> list[ScheduleRow]:
         """Adaptive schedules whose last run has finished (or is gone) and that have no next fire yet."""
