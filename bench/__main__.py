@@ -1,5 +1,5 @@
-"""python -m bench [core] [shards] [admin] [console] [import] [groups]: finejobs against a raw-SQL baseline on one
-database, in one run.
+"""python -m bench [core] [shards] [admin] [console] [import] [groups] [processes]: finejobs against a raw-SQL
+baseline on one database, in one run.
 
 Sections: core (enqueue, processing, latency, big table), shards (1 vs 16 shards; one shard beside 1M
 waiting jobs in others) and admin (the operations API's pages, counts and stats on 1M finished + 100k
@@ -7,7 +7,11 @@ waiting jobs) and console (every page, REST call and /metrics over HTTP on 2M fi
 jobs), import (1M jobs through import_jobs, COPY, against raw COPYs of the same rows) and groups (no-op
 jobs as members of a group against the same jobs as plain ones); no argument runs them all. Prints
 markdown tables, writes bench/results/bench.json, bench/results/throughput.png and, for admin, console,
-import and groups, bench/results/admin.json, console.json, imports.json and groups.json.
+import, groups and processes, bench/results/admin.json, console.json, imports.json, groups.json and processes.json.
+Processes: finejobs worker --processes 1 against --processes 2 (one command each), beside the raw loop in 1
+and 2 processes.
+Schedules: 100k of 1M schedules due at one instant, until all their jobs exist with 1 and 2 worker processes,
+against a raw INSERT ... SELECT of the same jobs; the job claim beside 1M schedules (bench/schedules.py).
 Absolute figures drift on a shared machine; the ratios to the baseline measured in the same run hold.
 """
 
@@ -25,12 +29,14 @@ from bench.core import Row, bench_enqueue, bench_processing, bench_raw, create_d
 from bench.grouped import GroupsResult, bench_groups, groups_markdown, write_groups_json
 from bench.imports import ImportsResult, bench_imports, imports_markdown, write_imports_json
 from bench.latency import Latency, bench_latency
+from bench.processes import ProcessesResult, bench_processes, processes_markdown, write_processes_json
 from bench.report import header, markdown, shards_markdown, write_json, write_png
+from bench.schedules import SchedulesResult, bench_schedules, schedules_markdown, write_schedules_json
 from bench.shards import ShardsResult, bench_shards
 from finejobs.store import libpq_url
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("core", "shards", "admin", "console", "import", "groups")
+SECTIONS = ("core", "shards", "admin", "console", "import", "groups", "processes", "schedules")
 
 
 @click.command()
@@ -67,6 +73,11 @@ SECTIONS = ("core", "shards", "admin", "console", "import", "groups")
               help="Import: jobs through import_jobs, and as many rows in each raw COPY baseline.")
 @click.option("--group-jobs", default=20_000, show_default=True, help="Groups: no-op jobs per run, plain and grouped.")
 @click.option("--group-repeats", default=3, show_default=True, help="Groups: runs of each kind (best and median).")
+@click.option("--procs-jobs", default=20_000, show_default=True,
+              help="Processes: no-op jobs per run of finejobs worker --processes 1 and 2, and of the raw loops.")
+@click.option("--procs-concurrency", default=50, show_default=True,
+              help="Processes: --concurrency of each worker process.")
+@click.option("--procs-repeats", default=3, show_default=True, help="Processes: rounds of runs (best and median).")
 @click.option("--quick", is_flag=True, help="Tiny sizes: a smoke test, not a measurement.")
 @click.option("--out", type=click.Path(path_type=Path), default=RESULTS, show_default=True,
               help="Folder for bench.json and throughput.png.")
@@ -74,10 +85,11 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
          concurrencies: tuple[int, ...], process_counts: tuple[int, ...], latency_samples: int, big_rows: int,
          shard_jobs: int, hot_jobs: int, other_pending: int, repeats: int, hot_repeats: int, admin_finished: int,
          admin_waiting: int, admin_repeats: int, console_finished: int, console_waiting: int, console_repeats: int,
-         import_jobs: int, group_jobs: int, group_repeats: int, quick: bool, out: Path) -> None:
+         import_jobs: int, group_jobs: int, group_repeats: int, procs_jobs: int, procs_concurrency: int,
+         procs_repeats: int, quick: bool, out: Path) -> None:
     """Measure enqueue, processing, latency, big-table and shard throughput against a raw psycopg baseline.
 
-    SECTIONS: core, shards, admin, console, import, groups (default: all)."""
+    SECTIONS: core, shards, admin, console, import, groups, processes (default: all)."""
     if database_url is None:
         from finejobs.devdb import discover_server_url
 
@@ -89,6 +101,7 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
         admin_finished, admin_waiting, admin_repeats = 20_000, 2_000, 5
         console_finished, console_waiting, console_repeats = 20_000, 2_000, 3
         import_jobs, group_jobs, group_repeats = 5_000, 200, 1
+        procs_jobs, procs_concurrency, procs_repeats = 1000, 10, 1
     selected = set(sections or SECTIONS)
     with psycopg.connect(libpq_url(database_url)) as conn:
         server = "PostgreSQL " + str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
@@ -100,6 +113,8 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
     console: AdminResult | None = None
     imports: ImportsResult | None = None
     groups: GroupsResult | None = None
+    procs: ProcessesResult | None = None
+    scheds: SchedulesResult | None = None  # schedules: 1M stored, 100k due at one instant (--quick: 20k, 2k)
     if "core" in selected:
         url = create_database(database_url)
         try:
@@ -127,6 +142,12 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
         imports = bench_imports(database_url, n=import_jobs)
     if "groups" in selected:
         groups = bench_groups(database_url, n=group_jobs, concurrency=max(concurrencies), repeats=group_repeats)
+    if "processes" in selected:
+        procs = bench_processes(database_url, n=procs_jobs, concurrency=procs_concurrency, repeats=procs_repeats)
+    if "schedules" in selected:
+        scheds = bench_schedules(database_url, total=20_000 if quick else 1_000_000, due=2_000 if quick else 100_000,
+                                 claim_jobs=1_000 if quick else 20_000, repeats=1 if quick else 3,
+                                 lead=2.0 if quick else 8.0)
     print(title)
     if "core" in selected:
         print()
@@ -150,6 +171,14 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
         print()
         print(groups_markdown(groups))
         write_groups_json(out / "groups.json", title, groups)
+    if procs is not None:
+        print()
+        print(processes_markdown(procs))
+        write_processes_json(out / "processes.json", title, procs)
+    if scheds is not None:
+        print()
+        print(schedules_markdown(scheds))
+        write_schedules_json(out / "schedules.json", title, scheds)
     if rows or latency is not None or shards is not None:
         write_json(out / "bench.json", title, rows, latency, shards)
     print()
@@ -158,7 +187,9 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
                                                    ("admin.json", admin is not None),
                                                    ("console.json", console is not None),
                                                    ("imports.json", imports is not None),
-                                                   ("groups.json", groups is not None)) if done]
+                                                   ("groups.json", groups is not None),
+                                                   ("processes.json", procs is not None),
+                                                   ("schedules.json", scheds is not None)) if done]
     print(f"wrote {', '.join(written) or 'nothing'}; {png}")
 
 

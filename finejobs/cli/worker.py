@@ -16,6 +16,9 @@ import click
 from finejobs import ConfigurationError, JobState, __version__
 from finejobs.cli._common import (
     APP_ENV,
+    MAP_ENV,
+    URL_ENV,
+    Root,
     ScrubbingFormatter,
     Seconds,
     check_schemas,
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 METRICS_HOST = "127.0.0.1"  # --metrics-host: loopback unless asked
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+MAX_PROCESSES = 64  # --processes
 
 # Bounds of the worker's options (documented in their --help): the Worker's own, from finejobs.limits.
 MAX_POLL_INTERVAL = MAX_WORKER_POLL.total_seconds()
@@ -181,6 +185,10 @@ def migrate(ctx: click.Context, database_url: str | None) -> None:
                    "finejobs[metrics]; docs/metrics.md lists them). Default: no metrics server.")
 @click.option("--metrics-host", default=METRICS_HOST, show_default=True, metavar="HOST",
               help="The address --metrics-port listens on (0.0.0.0 or :: for every interface).")
+@click.option("--processes", type=click.IntRange(1, MAX_PROCESSES), default=1, show_default=True,
+              help="Run this many worker processes under a supervisor (each with these options and its own "
+                   "worker id; logs tagged [worker I/N]; a crashed one is restarted with backoff; SIGTERM stops "
+                   "them all gracefully). With --metrics-port P, process I serves P+I-1. 1: no supervisor.")
 @database_url_option
 @click.pass_context
 def worker(ctx: click.Context, app: str, shards: tuple[str, ...], concurrency: int, poll_interval: float,
@@ -188,7 +196,7 @@ def worker(ctx: click.Context, app: str, shards: tuple[str, ...], concurrency: i
            claim_cooldown: float, flush_interval: float, maintenance_interval: float,
            retention: dict[JobState, timedelta] | None, schedule_interval: float, shard_refresh_interval: float,
            run_scheduler: bool, local_schedules: bool, listen: bool, register: bool, worker_id: str | None,
-           pool_size: int, log_level: str, metrics_port: int | None, metrics_host: str,
+           pool_size: int, log_level: str, metrics_port: int | None, metrics_host: str, processes: int,
            database_url: str | None) -> None:
     """Run a worker: claim due jobs of the app's kinds and run them until stopped.
 
@@ -208,9 +216,13 @@ def worker(ctx: click.Context, app: str, shards: tuple[str, ...], concurrency: i
       finejobs worker --app myapp.jobs:queue --shard 'district-*'
       finejobs worker --app myapp.jobs:queue --metrics-port 9400
       finejobs worker --app myapp.jobs:queue --retention succeeded=7d,failed=30d --no-scheduler
+      finejobs worker --app myapp.jobs:queue --processes 2
     """
     if metrics_port is None and ctx.get_parameter_source("metrics_host") is not click.core.ParameterSource.DEFAULT:
         raise click.UsageError("--metrics-host needs --metrics-port")
+    if metrics_port is not None and metrics_port + processes - 1 > 65535:
+        raise click.UsageError(f"--metrics-port {metrics_port} with --processes {processes}: the processes serve "
+                               f"ports {metrics_port} to {metrics_port + processes - 1}, over 65535")
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(ScrubbingFormatter(LOG_FORMAT))
     logging.basicConfig(level=log_level.upper(), handlers=[handler])  # as before: a no-op if logging is set up
@@ -229,6 +241,13 @@ def worker(ctx: click.Context, app: str, shards: tuple[str, ...], concurrency: i
         if heartbeat_interval is not None and heartbeat_interval >= lease:
             raise click.UsageError(f"--heartbeat-interval ({heartbeat_interval:g}) must be shorter than --lease "
                                    f"({lease:g}), or leases run out between heartbeats")
+        if processes > 1:  # checked once here; the children are this command again, one process each
+            queue.close()
+            ctx.exit(_supervise(ctx, processes, shutdown_grace))
+        if os.environ.get("FINEJOBS_SUPERVISED"):  # a child of --processes: stop if the supervisor dies
+            from finejobs.runtime.supervisor import watch_supervisor
+
+            watch_supervisor()
         runner = queue.worker(
             shards=list(shards) or None, concurrency=concurrency, poll_interval=poll_interval,
             shutdown_grace=shutdown_grace, lease=timedelta(seconds=lease), heartbeat_interval=heartbeat_interval,
@@ -246,6 +265,57 @@ def worker(ctx: click.Context, app: str, shards: tuple[str, ...], concurrency: i
     finally:
         queue.close()
     _exit_if_handlers_linger()
+
+
+def child_args(ctx: click.Context, index: int) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of child ``index`` (1-based) of ``finejobs worker --processes``.
+
+    Options given on the command line are written out again from their parsed values (those from the
+    environment reach the children through it); the database URL and shard map go through the
+    environment (a URL's password stays off the command lines), --worker-id ID becomes ID:INDEX and
+    --metrics-port P becomes P+INDEX-1."""
+    args: list[str] = []
+    for param in ctx.command.params:
+        name = param.name
+        if name in (None, "processes", "database_url") or not isinstance(param, click.Option):
+            continue
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[name]
+        flag = param.opts[0]
+        if name == "worker_id":
+            value = f"{value}:{index}"
+        elif name == "metrics_port":
+            value = int(value) + index - 1
+        if param.is_flag and param.secondary_opts:
+            args.append(flag if value else param.secondary_opts[0])
+        elif param.is_flag:
+            args += [flag] if value else []
+        elif param.multiple:
+            for item in value:
+                args += [flag, str(item)]
+        elif isinstance(value, dict):  # --retention
+            args += [flag, ",".join(f"{state.value}={keep.total_seconds():f}" for state, keep in value.items())]
+        else:
+            args += [flag, str(value)]
+    env: dict[str, str] = {}
+    root = ctx.find_object(Root)
+    explicit = ctx.params.get("database_url") or (root.database_url if root else None)
+    if explicit:
+        env.update({URL_ENV: explicit, MAP_ENV: ""})  # as here: a URL on the command line wins over a map
+    elif root is not None and root.shard_map:
+        env[MAP_ENV] = os.path.abspath(root.shard_map)
+    return [sys.executable, "-m", "finejobs", "worker", *args], env
+
+
+def _supervise(ctx: click.Context, processes: int, shutdown_grace: float) -> int:
+    from finejobs.runtime.supervisor import ChildSpec, Supervisor
+
+    children = []
+    for i in range(1, processes + 1):
+        argv, env = child_args(ctx, i)
+        children.append(ChildSpec(argv, env, tag=f"worker {i}/{processes}"))
+    return Supervisor(children, stop_timeout=shutdown_grace + 30.0).run()
 
 
 def _serve_metrics(runner: Worker | WorkerGroup, host: str, port: int) -> MetricsServer:

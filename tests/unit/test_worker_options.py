@@ -4,13 +4,14 @@ exceptions are listed here, each with its reason, so a new Worker option cannot 
 from __future__ import annotations
 
 import inspect
+import sys
 from datetime import timedelta
 
 import click
 import pytest
 
 from finejobs import JobState
-from finejobs.cli.worker import Retention, worker
+from finejobs.cli.worker import Retention, child_args, worker
 from finejobs.runtime import Worker
 
 # Worker parameters the CLI does not offer, on purpose.
@@ -22,7 +23,8 @@ NOT_ON_THE_CLI = {
     "observers": "objects; --metrics-port attaches the Prometheus observer",
 }
 # CLI options that are not Worker parameters (they configure the process, the queue or the metrics).
-CLI_ONLY = {"app", "pool_size", "log_level", "metrics_port", "metrics_host", "database_url"}
+CLI_ONLY = {"app", "pool_size", "log_level", "metrics_port", "metrics_host", "database_url",
+            "processes"}  # --processes: how many worker processes the command runs (a supervisor's), not a Worker's
 
 
 def test_every_worker_option_is_on_the_cli_or_listed_as_an_exception() -> None:
@@ -69,3 +71,18 @@ def test_retention_names_the_bad_entry(value: str, message: str) -> None:
     with pytest.raises(click.BadParameter) as raised:
         Retention().convert(value, None, None)
     assert message in str(raised.value.message)
+
+
+def test_the_children_of_processes_get_the_same_options_their_own_id_and_port() -> None:
+    args = ["--app", "m:queue", "--shard", "a", "--shard", "b-*", "--concurrency", "7", "--poll-interval", "0.25",
+            "--no-scheduler", "--retention", "succeeded=7d,failed=1h30m", "--worker-id", "w", "--metrics-port", "9400",
+            "--processes", "3", "--database-url", "postgresql://u:secret@h/db", "--log-level", "debug", "--lease", "2"]
+    ctx = worker.make_context("worker", list(args))
+    argv, env = child_args(ctx, 2)
+    assert argv[:4] == [sys.executable, "-m", "finejobs", "worker"]
+    again = worker.make_context("worker", argv[4:])
+    assert again.params == dict(ctx.params, processes=1, worker_id="w:2", metrics_port=9401, database_url=None)
+    assert env == {"FINEJOBS_DATABASE_URL": "postgresql://u:secret@h/db", "FINEJOBS_SHARD_MAP": ""}
+    assert "secret" not in " ".join(argv)  # the URL goes by the environment, not the command line
+    defaults = worker.make_context("worker", ["--app", "m:queue", "--processes", "2"])
+    assert child_args(defaults, 1) == ([sys.executable, "-m", "finejobs", "worker", "--app", "m:queue"], {})
