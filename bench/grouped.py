@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ import psycopg
 import finejobs
 from bench.core import BATCH, REPO_ROOT, _succeeded_span, create_database, drop_database
 from bench.noop_app import Noop
+from bench.runs import BestOfRuns
 from bench.shards import Workers, _listening, raw_drain
 
 TARGET = 0.85  # a group's throughput at least 85% of plain jobs' (at most 15% slower)
@@ -73,23 +73,11 @@ PIPE_100 = _declare_pipeline(PIPELINE + "-100", 100)  # what pipelines are for: 
 
 
 @dataclass(frozen=True)
-class GroupRow:
+class GroupRow(BestOfRuns):
     name: str
     jobs: int
     runs: tuple[float, ...]  # seconds per run
     finish_lags: tuple[float, ...] = field(default=())  # group finished_at - last member's finished_at
-
-    @property
-    def seconds(self) -> float:
-        return min(self.runs)
-
-    @property
-    def rate(self) -> float:
-        return self.jobs / self.seconds
-
-    @property
-    def median_rate(self) -> float:
-        return self.jobs / statistics.median(self.runs)
 
 
 @dataclass(frozen=True)

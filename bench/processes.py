@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from bench.core import (
     truncate,
 )
 from bench.noop_app import Noop
+from bench.runs import BestOfRuns
 from bench.shards import _listening
 
 TARGET = 1.4  # 2 processes over 1, finejobs (issue #16, item 5)
@@ -55,23 +55,11 @@ def _log(message: str) -> None:
 
 
 @dataclass
-class Figure:
+class Figure(BestOfRuns):
     name: str
     processes: int
     jobs: int
     runs: list[float] = field(default_factory=list)  # seconds of each run
-
-    @property
-    def seconds(self) -> float:
-        return min(self.runs)
-
-    @property
-    def rate(self) -> float:
-        return self.jobs / self.seconds
-
-    @property
-    def median_rate(self) -> float:
-        return self.jobs / statistics.median(self.runs)
 
 
 @dataclass(frozen=True)
