@@ -10,6 +10,8 @@ markdown tables, writes bench/results/bench.json, bench/results/throughput.png a
 import, groups and processes, bench/results/admin.json, console.json, imports.json, groups.json and processes.json.
 Processes: finejobs worker --processes 1 against --processes 2 (one command each), beside the raw loop in 1
 and 2 processes.
+Memory: the RSS of a worker at concurrency 50 beside 1M waiting jobs, of a raw SQL loop and of an idle process
+(bench/memory.py).
 Schedules: 100k of 1M schedules due at one instant, until all their jobs exist with 1 and 2 worker processes,
 against a raw INSERT ... SELECT of the same jobs; the job claim beside 1M schedules (bench/schedules.py).
 Absolute figures drift on a shared machine; the ratios to the baseline measured in the same run hold.
@@ -29,6 +31,7 @@ from bench.core import Row, bench_enqueue, bench_processing, bench_raw, create_d
 from bench.grouped import GroupsResult, bench_groups, groups_markdown, write_groups_json
 from bench.imports import ImportsResult, bench_imports, imports_markdown, write_imports_json
 from bench.latency import Latency, bench_latency
+from bench.memory import MemoryResult, bench_memory, memory_markdown, write_memory_json
 from bench.processes import ProcessesResult, bench_processes, processes_markdown, write_processes_json
 from bench.report import header, markdown, shards_markdown, write_json, write_png
 from bench.schedules import SchedulesResult, bench_schedules, schedules_markdown, write_schedules_json
@@ -36,7 +39,7 @@ from bench.shards import ShardsResult, bench_shards
 from finejobs.store import libpq_url
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("core", "shards", "admin", "console", "import", "groups", "processes", "schedules")
+SECTIONS = ("core", "shards", "admin", "console", "import", "groups", "processes", "schedules", "memory")
 
 
 @click.command()
@@ -78,6 +81,9 @@ SECTIONS = ("core", "shards", "admin", "console", "import", "groups", "processes
 @click.option("--procs-concurrency", default=50, show_default=True,
               help="Processes: --concurrency of each worker process.")
 @click.option("--procs-repeats", default=3, show_default=True, help="Processes: rounds of runs (best and median).")
+@click.option("--memory-waiting", default=1_000_000, show_default=True,
+              help="Memory: waiting jobs in the table while each process is sampled.")
+@click.option("--memory-seconds", default=15.0, show_default=True, help="Memory: seconds each process is sampled.")
 @click.option("--quick", is_flag=True, help="Tiny sizes: a smoke test, not a measurement.")
 @click.option("--out", type=click.Path(path_type=Path), default=RESULTS, show_default=True,
               help="Folder for bench.json and throughput.png.")
@@ -86,7 +92,7 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
          shard_jobs: int, hot_jobs: int, other_pending: int, repeats: int, hot_repeats: int, admin_finished: int,
          admin_waiting: int, admin_repeats: int, console_finished: int, console_waiting: int, console_repeats: int,
          import_jobs: int, group_jobs: int, group_repeats: int, procs_jobs: int, procs_concurrency: int,
-         procs_repeats: int, quick: bool, out: Path) -> None:
+         procs_repeats: int, memory_waiting: int, memory_seconds: float, quick: bool, out: Path) -> None:
     """Measure enqueue, processing, latency, big-table and shard throughput against a raw psycopg baseline.
 
     SECTIONS: core, shards, admin, console, import, groups, processes (default: all)."""
@@ -102,6 +108,7 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
         console_finished, console_waiting, console_repeats = 20_000, 2_000, 3
         import_jobs, group_jobs, group_repeats = 5_000, 200, 1
         procs_jobs, procs_concurrency, procs_repeats = 1000, 10, 1
+        memory_waiting, memory_seconds = 20_000, 2.0
     selected = set(sections or SECTIONS)
     with psycopg.connect(libpq_url(database_url)) as conn:
         server = "PostgreSQL " + str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
@@ -114,6 +121,7 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
     imports: ImportsResult | None = None
     groups: GroupsResult | None = None
     procs: ProcessesResult | None = None
+    memory: MemoryResult | None = None
     scheds: SchedulesResult | None = None  # schedules: 1M stored, 100k due at one instant (--quick: 20k, 2k)
     if "core" in selected:
         url = create_database(database_url)
@@ -179,6 +187,11 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
         print()
         print(schedules_markdown(scheds))
         write_schedules_json(out / "schedules.json", title, scheds)
+    if "memory" in selected:
+        memory = bench_memory(database_url, waiting=memory_waiting, seconds=memory_seconds)
+        print()
+        print(memory_markdown(memory))
+        write_memory_json(out / "memory.json", title, memory)
     if rows or latency is not None or shards is not None:
         write_json(out / "bench.json", title, rows, latency, shards)
     print()
@@ -189,7 +202,8 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
                                                    ("imports.json", imports is not None),
                                                    ("groups.json", groups is not None),
                                                    ("processes.json", procs is not None),
-                                                   ("schedules.json", scheds is not None)) if done]
+                                                   ("schedules.json", scheds is not None),
+                                                   ("memory.json", memory is not None)) if done]
     print(f"wrote {', '.join(written) or 'nothing'}; {png}")
 
 
