@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from finejobs.errors import InvalidJobOptions
-from finejobs.groups import GROUP_STATES, GroupProgress, find_group, list_groups
+from finejobs.errors import GroupNotFound, InvalidJobOptions
+from finejobs.groups import GROUP_STATES, Group, GroupProgress, find_group, list_groups
 from finejobs.jobs import Job
 from finejobs.limits import MAX_MESSAGE_CHARS, check_int, check_text
 from finejobs.queue import Queue
@@ -54,6 +54,18 @@ class GroupOps:
         members = self.queue.store_of(group.database).group_members(
             group_id=group.id, states=PROBLEM_STATES, limit=problems, now=self.queue.clock()) if problems else []
         return GroupDetail(group.progress(), tuple(members))
+
+    def of_job(self, job: Job) -> GroupProgress | None:
+        """The progress of ``job``'s group (it lives in the database of the job's shard); None if it has none
+        or the group is gone."""
+        if job.group_id is None:
+            return None
+        database = self.queue.shard_map.database_for(job.shard)
+        try:
+            row = self.queue.store_of(database).group_get(group_id=job.group_id)
+        except GroupNotFound:
+            return None
+        return Group(self.queue, row, database).progress()
 
     def seal(self, name: str, *, database: str | None = None) -> GroupProgress:
         group = find_group(self.queue, name, database=database)

@@ -66,6 +66,11 @@ def _href(request: Request, many: bool) -> Callable[..., str]:
     return href
 
 
+def group_url(request: Request, group: GroupProgress) -> str:
+    """The console URL of a group's page (with its database, when the queue has several)."""
+    return _href(request, _many(request))(group)
+
+
 def rate(per_second: float | None) -> str:
     """Members (or items) finished per second or minute."""
     if per_second is None:

@@ -27,6 +27,7 @@ from finejobs.web.pages_common import (
     read_flash,
     status_of,
 )
+from finejobs.web.pages_groups import group_url
 from finejobs.web.render import render
 from finejobs.web.security import Principal
 
@@ -174,12 +175,16 @@ def allowed(job: Job) -> list[str]:
 def job_page(request: Request, who: Viewer, job_id: str) -> Response:
     """One job: its facts, payload, every attempt's error and traceback, its timeline and actions."""
     database = request.query_params.get("database") or None
+    admin = admin_for(request, who)
     try:
-        job = admin_for(request, who).job(_job_id(job_id), database=database)
+        job = admin.job(_job_id(job_id), database=database)
     except FinejobsError as exc:
         return error_page(request, who, exc, page="jobs")
+    group = admin.groups.of_job(job)
+    group_href = None if group is None else group_url(request, group)
     return render(request, who, "job.html", page="jobs", job=job, events=timeline(job), allowed=allowed(job),
-                  actions=ACTIONS, database=database, **read_flash(request, who))
+                  actions=ACTIONS, database=database, group=group, group_href=group_href,
+                  **read_flash(request, who))
 
 
 @router.post("/jobs/{job_id}/{action}", response_class=HTMLResponse)

@@ -132,6 +132,10 @@ def test_pages_show_progress_and_only_operators_cancel(base: str, app: finejobs.
         live = viewer.get("/partials/groups/~YmF0Y2gvNw").text
         assert 'id="group-live"' in live and "<html" not in live, "the live part alone"
         assert DB_PASSWORD not in page.text and re.search(r'href="/jobs/\d+"', page.text)
+        member = re.search(r'href="/jobs/(\d+)"', page.text)
+        assert member is not None
+        job_page = viewer.get(f"/jobs/{member.group(1)}").text
+        assert 'id="job-group" href="/groups/~YmF0Y2gvNw"' in job_page, "a member's page links to its group"
         assert "group-cancel" not in page.text and 'method="post"' not in page.text, "a viewer sees no action"
         assert "group-cancel" not in viewer.get("/groups/open%20one").text
         assert viewer.get("/groups/open%20one/cancel").status_code == 403, "nor the confirmation step"
