@@ -34,9 +34,13 @@ def markdown(rows: list[Row], latency: Latency | None) -> str:
             "",
             "| enqueue-to-start latency, idle worker | samples | p50 | p95 | p99 | max |",
             "| --- | ---: | ---: | ---: | ---: | ---: |",
-            f"| LISTEN/NOTIFY (poll 1 s) | {latency.samples} | {latency.p50_ms:.1f} ms | {latency.p95_ms:.1f} ms | "
-            f"{latency.p99_ms:.1f} ms | {latency.max_ms:.1f} ms |",
+            f"| finejobs worker, LISTEN/NOTIFY (poll 1 s) | {latency.samples} | {latency.p50_ms:.1f} ms | "
+            f"{latency.p95_ms:.1f} ms | {latency.p99_ms:.1f} ms | {latency.max_ms:.1f} ms |",
         ]
+        if latency.raw is not None:
+            raw = latency.raw
+            lines.append(f"| raw baseline: LISTEN + UPDATE ... SKIP LOCKED | {raw.samples} | {raw.p50_ms:.1f} ms | "
+                         f"{raw.p95_ms:.1f} ms | {raw.p99_ms:.1f} ms | {raw.max_ms:.1f} ms |")
     return "\n".join(lines)
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, cast
 
@@ -32,6 +33,20 @@ log = logging.getLogger("finejobs.worker")
 
 PAUSE_REFRESH = 1.0  # seconds between reads of the control table
 PAUSE_NOTICE = "pause"  # the NOTIFY payload that says the pauses changed
+
+
+MIN_WINDOW = 4  # a claim round visits at least this many shards (as many as it has free slots, if fewer)
+MIN_SHARE = 10  # ... and beyond that, only as many as leave each a share of this many jobs
+
+
+def claim_window(limit: int) -> int:
+    """How many shards one claim round of ``limit`` jobs visits at most."""
+    return max(MIN_WINDOW, limit // MIN_SHARE)
+
+
+def _offset(worker_id: str) -> int:
+    """A stable number per worker (never Python's salted hash()): where its rotation over shards starts."""
+    return zlib.crc32(worker_id.encode("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -106,6 +121,8 @@ class Claiming:
     _rotation: int
     _last_round_claimed: bool
     _wake: threading.Event
+    _hinted: set[str]  # shards named by notifications since the last claim (serving all shards, or globs)
+    _hint_lock: threading.Lock
 
     @property
     def store(self) -> JobStore:
@@ -143,12 +160,30 @@ class Claiming:
         return claimed
 
     def _claim_group(self, shards: list[str], kinds: list[str], limit: int) -> list[Job]:
-        """Claim from shards that allow the same kinds: an equal share each, then the leftovers."""
-        start = self._rotation % len(shards)
-        order = (shards[start:] + shards[:start])[:limit]
-        self._rotation += len(order) if len(order) < len(shards) else 1
-        share = limit // len(order)
+        """Claim from shards that allow the same kinds: an equal share each, then the leftovers.
+
+        A statement visits at most ``claim_window(limit)`` shards, so that each share stays a batch: with many
+        shards, a claim of a few jobs from every shard costs a probe per shard for little, and every worker
+        serving them meets the others at every shard's head. While slots are left, the round goes on to the
+        next window (empty shards never make a worker wait for its poll); the next round starts where this
+        one stopped. Workers start their rotation at different shards (by their id), so that several serving
+        the same shards take different windows."""
+        start = (self._rotation + _offset(self.worker_id)) % len(shards)
+        rotated = shards[start:] + shards[:start]
+        window = claim_window(limit)
         now = self.clock()
+        claimed: list[Job] = []
+        visited = 0
+        while visited < len(rotated) and len(claimed) < limit:
+            room = limit - len(claimed)
+            order = rotated[visited:visited + min(room, window)]
+            visited += len(order)
+            claimed += self._claim_window(order, kinds, room, now)
+        self._rotation += visited if visited < len(shards) else 1
+        return claimed
+
+    def _claim_window(self, order: list[str], kinds: list[str], limit: int, now: datetime) -> list[Job]:
+        share = limit // len(order)
         claimed = self.store.job_claim_shards(owner=self.worker_id, shards=order, kinds=kinds, share=share,
                                               lease=self.lease, now=now)
         taken = Counter(job.shard for job in claimed)
@@ -170,6 +205,16 @@ class Claiming:
                 self._pending_shards = [s for s in self.shards if self.owns(s)]
             return self._pending_shards
         now = time.monotonic()
+        with self._hint_lock:
+            hinted, self._hinted = self._hinted, set()
+        if hinted and self._pending_shards is not None and now < self._pending_shards_at + self.shard_refresh_interval:
+            # Woken by enqueue notifications: the work is in the shards they name, so claim there (and in the
+            # shards known to have work) without asking which shards have waiting jobs: one round trip less
+            # between an enqueue and its start.
+            extra = [s for s in sorted(hinted) if s not in self._pending_shards and self._serves(s)]
+            if extra:
+                self._pending_shards = self._pending_shards + extra
+            return self._pending_shards
         if (self._pending_shards is None or not self._last_round_claimed
                 or now >= self._pending_shards_at + self.shard_refresh_interval):
             if self.shards is None:
@@ -187,7 +232,14 @@ class Claiming:
             return
         if shard != "*" and self.shards is not None and not any(fnmatchcase(shard, s) for s in self.shards):
             return
-        if (self.shards is None or self._globs) and self._pending_shards is not None \
-                and shard not in self._pending_shards:
-            self._pending_shards = None  # a new shard: look again before the next claim
+        if self.shards is None or self._globs:
+            if shard == "*":  # work in shards not named: look again before the next claim
+                self._pending_shards = None
+            else:
+                with self._hint_lock:
+                    self._hinted.add(shard)
         self._wake.set()
+
+    def _serves(self, shard: str) -> bool:
+        """Whether a shard a notification named is one this worker claims from (its globs, and its database)."""
+        return (self.shards is None or any(fnmatchcase(shard, s) for s in self.shards)) and self.owns(shard)

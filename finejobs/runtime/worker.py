@@ -146,6 +146,8 @@ class Worker(Claiming, Executing):
         self.shard_refresh_interval = shard_refresh_interval
         self._pending_shards: list[str] | None = None
         self._pending_shards_at = 0.0
+        self._hinted: set[str] = set()
+        self._hint_lock = threading.Lock()
         self._rotation = 0
         self.error: BaseException | None = None  # what ended run() in start()'s thread, if anything
         self._last_round_claimed = False  # an empty round makes a worker serving every shard look again

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -55,12 +55,18 @@ class Stats:
         return cls(by_state=by_state, by_kind=by_kind, by_shard=by_shard, total=sum(p.total for p in parts))
 
 
+_ON_CONFLICT = """ON CONFLICT (shard, unique_key) WHERE unique_key IS NOT NULL AND state IN ('available', 'running')
+        DO NOTHING"""
+
+
 @functools.cache
-def _insert_sql(*, traced: bool, grouped: bool = False) -> sa.TextClause:
+def _insert_sql(*, traced: bool, grouped: bool = False, keyed: bool = True) -> sa.TextClause:
     # One JSON array in, one row per element: much cheaper to bind than eight typed arrays. The same
     # statement sends one NOTIFY per shard that got a due job (an uncorrelated subquery runs once). With
     # tracing on (finejobs.tracing), each row also carries its trace context, and members of a group their
     # group id; without, the statement reads no such column, so that enqueueing costs what it did before.
+    # A batch without unique keys needs no ON CONFLICT (its arbiter index is partial, on unique_key IS NOT
+    # NULL): a speculative insertion costs about a tenth of a single-row enqueue.
     extra = [name for name, on in (("trace", traced), ("group_id", grouped)) if on]
     types = {"trace": "trace jsonb", "group_id": "group_id bigint"}
     cols = "".join(f", {name}" for name in extra)
@@ -78,8 +84,7 @@ def _insert_sql(*, traced: bool, grouped: bool = False) -> sa.TextClause:
              WITH ORDINALITY AS u(kind, shard, payload, priority, run_at, expires_at, max_attempts, unique_key{cols},
                                   ord)
         ORDER BY u.ord
-        ON CONFLICT (shard, unique_key) WHERE unique_key IS NOT NULL AND state IN ('available', 'running')
-        DO NOTHING
+        {_ON_CONFLICT if keyed else ""}
         RETURNING id, unique_key, shard, run_at, {"group_id" if grouped else "CAST(NULL AS bigint) AS group_id"}
     )
     SELECT id, unique_key, shard, group_id,
@@ -192,30 +197,33 @@ class JobRowsStore(GroupStore):
         if not jobs:
             return []
         grouped = any(j.group_id is not None for j in jobs)
+        if conn is None and not grouped:
+            # Each statement is atomic on its own: in autocommit on the driver (the fast path, see _fast).
+            return self._insert_rows(self._fast, jobs, now, {})
         if conn is None:
-            # Each statement is atomic on its own; members of a group are counted into it in the same
-            # transaction (so a sealed group refuses them all).
-            with self.transaction(autocommit=not grouped) as own:
+            # Members of a group are counted into it in the same transaction (so a sealed group refuses them all).
+            with self.transaction() as own:
                 return self._insert(own, jobs, now)
         return self._insert(conn, jobs, now)
 
     def _insert(self, conn: UserConnection, jobs: Sequence[NewJob], now: datetime) -> list[Job]:
         """Insert on ``conn``; new members of groups are counted into their groups on it too."""
         joined: dict[int, int] = {}
-        made = self._insert_rows(conn, jobs, now, joined)
+        made = self._insert_rows(functools.partial(_run, conn), jobs, now, joined)
         for group_id, count in sorted(joined.items()):
             self.group_join(conn, group_id=group_id, count=count)
         return made
 
-    def _insert_rows(self, conn: UserConnection, jobs: Sequence[NewJob], now: datetime,
-                     joined: dict[int, int]) -> list[Job]:
+    def _insert_rows(self, run: Callable[[sa.TextClause, Mapping[str, Any]], Sequence[Mapping[str, Any]]],
+                     jobs: Sequence[NewJob], now: datetime, joined: dict[int, int]) -> list[Job]:
         pending = list(range(len(jobs)))
         result: list[Job | None] = [None] * len(jobs)
         for _ in range(5):  # a holder of a key can finish between insert and select: try again
             batch = [jobs[i] for i in pending]
             stmt = _insert_sql(traced=any(j.trace is not None for j in batch),
-                               grouped=any(j.group_id is not None for j in batch))
-            inserted = _run(conn, stmt, {"now": now, "rows": _rows_json(batch), "channel": NOTIFY_CHANNEL})
+                               grouped=any(j.group_id is not None for j in batch),
+                               keyed=any(j.unique_key is not None for j in batch))
+            inserted = run(stmt, {"now": now, "rows": _rows_json(batch), "channel": NOTIFY_CHANNEL})
             for new in inserted:
                 if new["group_id"] is not None:
                     joined[new["group_id"]] = joined.get(new["group_id"], 0) + 1
@@ -230,7 +238,7 @@ class JobRowsStore(GroupStore):
                               if j.unique_key and (j.shard, j.unique_key) not in new_ids})
             if missing:
                 params = {"shards": [m[0] for m in missing], "keys": [m[1] for m in missing]}
-                for row in _run(conn, _SELECT_UNFINISHED_BY_KEYS, params):
+                for row in run(_SELECT_UNFINISHED_BY_KEYS, params):
                     held[(row["shard"], row["unique_key"])] = Job.from_row(row, now=now)
             still: list[int] = []
             made: dict[int, Job] = {}

@@ -76,16 +76,23 @@ def test_enqueue_many_returns_jobs_in_input_order(alert: JobKind[Any, Any], db: 
 def test_enqueue_many_is_one_insert_statement(queue: Queue, alert: JobKind[Any, Any]) -> None:
     statements: list[str] = []
 
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
+    class Recording(psycopg.Cursor[Any]):  # every statement the driver sends, SQLAlchemy's or the fast path's
+        def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+            statements.append(str(query))
+            return super().execute(query, *args, **kwargs)
 
-    sa.event.listen(queue.store.engine, "before_cursor_execute", record)
+    def record(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.cursor_factory = Recording
+
+    queue.store.engine.dispose()  # new connections, each with the recording cursor
+    sa.event.listen(queue.store.engine, "connect", record)
     try:
         alert.enqueue_many([{"patient_id": i} for i in range(2000)])
     finally:
-        sa.event.remove(queue.store.engine, "before_cursor_execute", record)
+        sa.event.remove(queue.store.engine, "connect", record)
+        queue.store.engine.dispose()
     inserts = [s for s in statements if "INSERT INTO finejobs_jobs" in s]
-    assert len(inserts) == 1
+    assert len(inserts) == 1, statements
 
 
 def test_enqueue_many_of_nothing_writes_nothing(alert: JobKind[Any, Any], db: DB) -> None:

@@ -233,3 +233,31 @@ def test_a_worker_with_more_shards_than_free_slots_visits_every_shard(fresh: Que
     for _ in range(3):  # 4 slots a round, 10 shards: every shard within 3 rounds
         seen |= {job.shard for job in worker.work_once()}
     assert seen == set(shards)
+
+
+# ---------------------------------------------------------------- windows of shards
+
+
+def test_with_many_shards_a_claim_statement_takes_a_window_of_them_with_a_batch_each(
+        queue: Queue, noop: JobKind[Any, Any], db: DB) -> None:
+    shards = [f"w-{i:02d}" for i in range(16)]
+    for shard in shards:
+        noop.enqueue_many([{}] * 30, shard=shard)
+    worker = make_worker(queue, shards=shards, concurrency=50)  # window: 50 // 10 = 5 shards, 10 jobs each
+    rounds = [Counter(j.shard for j in worker.work_once()) for _ in range(4)]
+    for got in rounds:
+        assert sorted(got.values()) == [10] * 5, rounds
+    # The rounds take the next windows in turn: 4 rounds of 5 shards cover all 16 (the fourth wraps round).
+    assert set().union(*rounds) == set(shards), rounds
+    assert not set(rounds[0]) & set(rounds[1]) and not set(rounds[1]) & set(rounds[2]), rounds
+
+
+def test_a_round_goes_on_past_windows_of_empty_shards_to_the_work(queue: Queue, noop: JobKind[Any, Any],
+                                                                  db: DB) -> None:
+    shards = [f"e-{i:02d}" for i in range(16)]
+    for busy in (shards[3], shards[11]):  # whichever window the worker starts at, most of them are empty
+        noop.enqueue_many([{}] * 40, shard=busy)
+    worker = make_worker(queue, shards=shards, concurrency=50)
+    got = Counter(j.shard for j in worker.work_once())
+    assert sum(got.values()) == 50 and set(got) == {shards[3], shards[11]}, got  # one round, every free slot
+    assert sum(waiting(db).values()) == 80 - 50
