@@ -27,6 +27,8 @@ MAX_PAYLOAD_DEPTH = 64  # nesting of objects and arrays in a payload
 MAX_PAYLOAD_BYTES = 1_000_000  # the default of Queue(max_payload_bytes=)
 MAX_RETURN_VALUE_BYTES = 1_000_000  # a handler's return value larger than this (as JSON) is not kept
 MAX_UNIQUE_KEY_BYTES = 1_024  # UTF-8 bytes; the unique index cannot hold much more
+DEFAULT_SCHEDULE_BATCH = 2_000  # due schedules the scheduler turns into jobs per statement (Worker(schedule_batch=))
+MAX_SCHEDULE_BATCH = 100_000  # ... at most: the rows of a batch stay locked until it commits
 MAX_ATTEMPTS = 10_000  # max_attempts of a kind or a schedule (1 ..)
 MAX_MESSAGE_CHARS = 8_192  # an attempt's error message, a Cancel reason, an operator's reason
 MAX_TRACEBACK_CHARS = 32_768  # an attempt's traceback

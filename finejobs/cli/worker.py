@@ -32,9 +32,11 @@ from finejobs.cli._common import (
 )
 from finejobs.cli.schedules import parse_duration
 from finejobs.limits import (
+    DEFAULT_SCHEDULE_BATCH,
     MAX_CONCURRENCY,
     MAX_DURATION,
     MAX_POOL_SIZE,
+    MAX_SCHEDULE_BATCH,
     MAX_WORKER_GRACE,
     MAX_WORKER_LEASE,
     MAX_WORKER_POLL,
@@ -161,6 +163,9 @@ def migrate(ctx: click.Context, database_url: str | None) -> None:
                    "States not named keep their default (succeeded 1d, the others 7d).")
 @click.option("--schedule-interval", type=Seconds(0, MAX_POLL_INTERVAL), default=1.0, show_default=True,
               help="Seconds between the scheduler's passes over the due schedules.")
+@click.option("--schedule-batch", type=click.IntRange(1, MAX_SCHEDULE_BATCH), default=DEFAULT_SCHEDULE_BATCH,
+              show_default=True, help="Due schedules the scheduler turns into jobs per statement (their rows stay "
+                                      "locked until the batch commits; other workers take the next batches).")
 @click.option("--shard-refresh-interval", type=Seconds(0, MAX_POLL_INTERVAL), default=5.0, show_default=True,
               help="How often shard globs (--shard 'district-*') are matched again against the shards that exist.")
 @click.option("--scheduler/--no-scheduler", "run_scheduler", default=True, show_default=True,
@@ -194,7 +199,8 @@ def migrate(ctx: click.Context, database_url: str | None) -> None:
 def worker(ctx: click.Context, app: str, shards: tuple[str, ...], concurrency: int, poll_interval: float,
            shutdown_grace: float, lease: float, heartbeat_interval: float | None, claim_batch: int,
            claim_cooldown: float, flush_interval: float, maintenance_interval: float,
-           retention: dict[JobState, timedelta] | None, schedule_interval: float, shard_refresh_interval: float,
+           retention: dict[JobState, timedelta] | None, schedule_interval: float, schedule_batch: int,
+           shard_refresh_interval: float,
            run_scheduler: bool, local_schedules: bool, listen: bool, register: bool, worker_id: str | None,
            pool_size: int, log_level: str, metrics_port: int | None, metrics_host: str, processes: int,
            database_url: str | None) -> None:
@@ -253,7 +259,8 @@ def worker(ctx: click.Context, app: str, shards: tuple[str, ...], concurrency: i
             shutdown_grace=shutdown_grace, lease=timedelta(seconds=lease), heartbeat_interval=heartbeat_interval,
             claim_batch=claim_batch, claim_cooldown=claim_cooldown, flush_interval=flush_interval,
             maintenance_interval=maintenance_interval, retention={**DEFAULT_RETENTION, **(retention or {})},
-            schedule_interval=schedule_interval, shard_refresh_interval=shard_refresh_interval,
+            schedule_interval=schedule_interval, schedule_batch=schedule_batch,
+            shard_refresh_interval=shard_refresh_interval,
             run_scheduler=run_scheduler, local_schedules=local_schedules, listen=listen, register=register,
             worker_id=worker_id)
         server = None if metrics_port is None else _serve_metrics(runner, metrics_host, metrics_port)

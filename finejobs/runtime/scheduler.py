@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from finejobs._wallclock import runs_left
 from finejobs.errors import DatabaseUnavailable
+from finejobs.limits import DEFAULT_SCHEDULE_BATCH
 from finejobs.runtime.services import Service
 from finejobs.scheduler import declare_all, job_for, outcome_of, plan, rule_for
 from finejobs.schedules import Adaptive
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("finejobs.scheduler")
 
-DEFAULT_BATCH = 2000  # due schedules per statement (docs/performance.md, "Scheduler at scale")
+DEFAULT_BATCH = DEFAULT_SCHEDULE_BATCH  # due schedules per statement (docs/performance.md, "Scheduler at scale")
 STALL_SLACK = timedelta(seconds=5)  # beyond two intervals, a gap between passes is a downtime
 
 

@@ -30,7 +30,9 @@ from finejobs.clock import Clock
 from finejobs.errors import ConfigurationError, DatabaseUnavailable, FinejobsError
 from finejobs.jobs import Job, JobState
 from finejobs.limits import (
+    DEFAULT_SCHEDULE_BATCH,
     MAX_CONCURRENCY,
+    MAX_SCHEDULE_BATCH,
     MAX_WORKER_GRACE,
     MAX_WORKER_LEASE,
     MAX_WORKER_POLL,
@@ -108,6 +110,7 @@ class Worker(Claiming, Executing):
         worker_id: str | None = None,
         listen: bool = True,
         schedule_interval: float = 1.0,
+        schedule_batch: int = DEFAULT_SCHEDULE_BATCH,
         run_scheduler: bool = True,
         register: bool = True,
         observers: Sequence[WorkerObserver] = (),
@@ -115,6 +118,7 @@ class Worker(Claiming, Executing):
     ) -> None:
         check_int("concurrency", concurrency, 1, MAX_CONCURRENCY)
         check_int("claim_batch", claim_batch, 1, MAX_CONCURRENCY)
+        check_int("schedule_batch", schedule_batch, 1, MAX_SCHEDULE_BATCH)
         lease = check_duration("lease", lease, most=MAX_WORKER_LEASE) or lease
         check_duration("poll_interval", poll_interval, most=MAX_WORKER_POLL)
         for name, value, most in (("heartbeat_interval", heartbeat_interval, MAX_WORKER_POLL),
@@ -158,7 +162,7 @@ class Worker(Claiming, Executing):
         self.watchdog = Watchdog(self, 0.1)
         self.maintenance = Maintenance(self, maintenance_interval, dict(retention or DEFAULT_RETENTION))
         self.listener = Listener(self, self._notified) if listen else None
-        self.scheduler = Scheduler(self, schedule_interval) if run_scheduler else None
+        self.scheduler = Scheduler(self, schedule_interval, schedule_batch) if run_scheduler else None
         self.registry = Registry(self, REGISTRY_INTERVAL) if register else None
         self.local = LocalSchedules(self) if local_schedules else None  # queue.schedule(..., local=True)
         self.pauses = PauseCache()

@@ -10,7 +10,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+import pytest
 
+import finejobs
 from finejobs import Every, Queue
 from finejobs.runtime.scheduler import Scheduler
 from finejobs.testing import FakeClock
@@ -22,10 +24,15 @@ MINUTE = timedelta(minutes=1)
 
 
 def scheduler(queue: Queue, batch: int) -> Scheduler:
-    worker = queue.worker(listen=False)
-    assert worker.scheduler is not None
-    worker.scheduler.batch = batch
+    worker = queue.worker(listen=False, schedule_batch=batch)  # Worker(schedule_batch=), --schedule-batch
+    assert worker.scheduler is not None and worker.scheduler.batch == batch
     return worker.scheduler
+
+
+@pytest.mark.parametrize("batch", [0, -1, 100_001, 2.5, "10"])
+def test_a_schedule_batch_out_of_bounds_is_refused(queue: Queue, batch: Any) -> None:
+    with pytest.raises(finejobs.FinejobsError, match="schedule_batch"):
+        queue.worker(listen=False, schedule_batch=batch)
 
 
 def ticks_by_name(db: DB) -> dict[str, list[datetime]]:
