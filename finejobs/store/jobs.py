@@ -153,11 +153,12 @@ def _rows_json(jobs: Sequence[NewJob]) -> str:
     """The jobs as one JSON array; payloads are spliced in as the JSON text they already are."""
     dumps = json.dumps
     quoted = functools.lru_cache(maxsize=256)(dumps)  # kinds and shards repeat across a batch
+    iso = functools.lru_cache(maxsize=64)(datetime.isoformat)  # ... and so does run_at, mostly
     parts = [
         f'{{"kind":{quoted(j.kind)},"shard":{quoted(j.shard)},"payload":{j.payload_json},'
-        f'"priority":{j.priority},"run_at":"{j.run_at.isoformat()}",'
+        f'"priority":{j.priority},"run_at":"{iso(j.run_at)}",'
         f'"expires_at":{dumps(j.expires_at.isoformat()) if j.expires_at else "null"},'
-        f'"max_attempts":{j.max_attempts},"unique_key":{dumps(j.unique_key)}'
+        f'"max_attempts":{j.max_attempts},"unique_key":{"null" if j.unique_key is None else dumps(j.unique_key)}'
         f'{_trace_json(j.trace)}{_group_json(j.group_id)}}}'
         for j in jobs
     ]
