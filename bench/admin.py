@@ -27,6 +27,7 @@ import finejobs
 from bench.core import create_database, drop_database
 from finejobs.admin import Admin
 from finejobs.filters import JobFilter, make_cursor
+from finejobs.jobs import JobState
 
 TARGET_MS = 200.0
 KINDS = ("dosage.alert", "dosage.alert", "sms.send", "report.build", "sync.patient")  # dosage.alert: 2 in 5
@@ -149,25 +150,25 @@ def _measure(queue: finejobs.Queue, url: str, *, repeats: int) -> list[AdminRow]
             "SELECT * FROM finejobs_jobs ORDER BY id DESC LIMIT 50").fetchall()),
         ("raw: SELECT count(*)", "", lambda: raw.execute("SELECT count(*) FROM finejobs_jobs").fetchall()),
         ("jobs(): first page", "page", lambda: admin.jobs(limit=50)),
-        ("jobs(): state=failed", "page", lambda: admin.jobs(JobFilter(state="failed"), limit=50)),
+        ("jobs(): state=failed", "page", lambda: admin.jobs(JobFilter(state=JobState.FAILED), limit=50)),
         ("jobs(): kind=sms.send", "page", lambda: admin.jobs(JobFilter(kind="sms.send"), limit=50)),
         ("jobs(): shard=district-2", "page", lambda: admin.jobs(JobFilter(shard="district-2"), limit=50)),
         ("jobs(): state=failed, error='invalid phone'", "page",
-         lambda: admin.jobs(JobFilter(state="failed", error="invalid phone"), limit=50)),
+         lambda: admin.jobs(JobFilter(state=JobState.FAILED, error="invalid phone"), limit=50)),
         ("jobs(): error='invalid phone' (any state)", "page",
          lambda: admin.jobs(JobFilter(error="invalid phone"), limit=50)),
-        ("jobs(): state=scheduled", "page", lambda: admin.jobs(JobFilter(state="scheduled"), limit=50)),
+        ("jobs(): state=scheduled", "page", lambda: admin.jobs(JobFilter(state=JobState.SCHEDULED), limit=50)),
         ("jobs(): deep page (cursor half way)", "page", lambda: admin.jobs(cursor=deep, limit=50)),
         ("jobs(): failed + kind, 500 a page", "page",
-         lambda: admin.jobs(JobFilter(state="failed", kind="dosage.alert"), limit=500)),
+         lambda: admin.jobs(JobFilter(state=JobState.FAILED, kind="dosage.alert"), limit=500)),
         ("job(id)", "page", lambda: admin.job(middle)),
-        ("count(): state=failed", "count", lambda: admin.count(JobFilter(state="failed"))),
+        ("count(): state=failed", "count", lambda: admin.count(JobFilter(state=JobState.FAILED))),
         ("count(): kind=sms.send, shard=district-2", "count",
          lambda: admin.count(JobFilter(kind="sms.send", shard="district-2"))),
         ("count(): state=failed, error='timeout'", "count",
-         lambda: admin.count(JobFilter(state="failed", error="timeout"))),
+         lambda: admin.count(JobFilter(state=JobState.FAILED, error="timeout"))),
         ("retry_matching(failed, kind), dry run", "count",
-         lambda: admin.retry_matching(JobFilter(state="failed", kind="sms.send"), dry_run=True)),
+         lambda: admin.retry_matching(JobFilter(state=JobState.FAILED, kind="sms.send"), dry_run=True)),
         ("stats(fresh=True)", "count", lambda: admin.stats(fresh=True)),
         ("stats() (cached)", "page", lambda: admin.stats()),
         ("shards()", "count", lambda: admin.shards()),

@@ -71,11 +71,12 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def _queue(url: str) -> tuple[finejobs.Queue, finejobs.JobKind[[Noop], None]]:
+def _queue(url: str, kind: str = "noop") -> tuple[finejobs.Queue, finejobs.JobKind[[Noop], None]]:
+    """A queue with the no-op kind ``kind`` of bench.noop_app (``noop``, or ``noop_async``) registered."""
     queue = finejobs.Queue(url)
 
-    @queue.job("noop", retry=finejobs.Retry(max_attempts=1))
-    def noop(payload: Noop) -> None:
+    @queue.job(kind, retry=finejobs.Retry(max_attempts=1))
+    def noop(payload: Noop) -> None:  # the handler never runs here: this queue only enqueues
         return None
 
     return queue, noop
@@ -110,8 +111,8 @@ def enqueue_one_by_one(url: str, n: int) -> float:
     return seconds
 
 
-def enqueue_bulk(url: str, n: int, *, run_at_in: float = 0.0) -> float:
-    queue, noop = _queue(url)
+def enqueue_bulk(url: str, n: int, *, run_at_in: float = 0.0, kind: str = "noop") -> float:
+    queue, noop = _queue(url, kind)
     run_at = finejobs.clock.utcnow() + timedelta(seconds=run_at_in) if run_at_in else None
 
     def run() -> None:
@@ -194,12 +195,13 @@ def _succeeded_span(url: str, n: int, timeout: float, *, after_id: int = 0,
 
 
 def process_in_subprocesses(url: str, n: int, concurrency: int, processes: int, *, lead: float = 4.0,
-                            keep_rows: bool = False) -> float:
-    """Worker processes (the real CLI) drain n no-op jobs; ``keep_rows`` leaves what the table holds."""
+                            keep_rows: bool = False, kind: str = "noop") -> float:
+    """Worker processes (the real CLI) drain n no-op jobs of ``kind`` (sync ``noop`` or ``noop_async``);
+    ``keep_rows`` leaves what the table holds."""
     if not keep_rows:
         truncate(url)
     after_id = _max_id(url)
-    enqueue_bulk(url, n, run_at_in=lead)
+    enqueue_bulk(url, n, run_at_in=lead, kind=kind)
     env = dict(os.environ, FINEJOBS_DATABASE_URL=url)
     procs = [
         subprocess.Popen([sys.executable, "-m", "finejobs", "worker", "--app", "bench.noop_app:queue",
@@ -225,4 +227,10 @@ def bench_processing(url: str, *, n: int, concurrencies: tuple[int, ...], proces
             label = "1 worker process" if processes == 1 else f"{processes} worker processes"
             rows.append(Row("processing", f"no-op jobs, {label}, concurrency={concurrency}", n, seconds,
                             "raw loop k=100", baseline.baseline_rate, concurrency=concurrency, processes=processes))
+    # An async handler beside the same sync one (1 process, the highest concurrency; the issue: within 20%).
+    concurrency = max(concurrencies)
+    sync = next(r for r in rows if r.concurrency == concurrency and r.processes == min(process_counts))
+    seconds = process_in_subprocesses(url, n, concurrency, min(process_counts), kind="noop_async")
+    rows.append(Row("processing", f"async no-op jobs, {min(process_counts)} worker process, concurrency={concurrency}",
+                    n, seconds, "the sync handler, same settings", sync.rate))
     return rows

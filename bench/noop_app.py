@@ -1,4 +1,4 @@
-"""The app the benchmark's worker processes serve: one no-op job kind."""
+"""The app the benchmark's worker processes serve: a no-op job kind, sync and async."""
 
 from __future__ import annotations
 
@@ -15,4 +15,9 @@ class Noop(BaseModel):
 
 @queue.job("noop", retry=finejobs.Retry(max_attempts=1))
 def noop(payload: Noop) -> None:
+    return None
+
+
+@queue.job("noop_async", retry=finejobs.Retry(max_attempts=1))
+async def noop_async(payload: Noop) -> None:
     return None

@@ -136,7 +136,7 @@ def write_png(path: Path, title: str, rows: list[Row]) -> str:
             series.setdefault(r.processes, []).append(r)
     for processes, points in sorted(series.items()):
         points.sort(key=lambda r: r.concurrency or 0)
-        ax.plot([p.concurrency for p in points], [p.rate for p in points], marker="o",
+        ax.plot([p.concurrency or 0 for p in points], [p.rate for p in points], marker="o",
                 label=f"finejobs, {processes} worker process{'es' if processes > 1 else ''}")
     for r in rows:
         if r.name.startswith("raw SKIP LOCKED loop"):

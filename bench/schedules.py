@@ -64,7 +64,8 @@ def _make_due(conn: psycopg.Connection[tuple[object, ...]], due: int, lead: floa
     conn.execute("TRUNCATE finejobs_jobs RESTART IDENTITY")
     row = conn.execute("SELECT now() + %s * interval '1 second'", (lead,)).fetchone()
     assert row is not None
-    at: datetime = row[0]
+    at = row[0]
+    assert isinstance(at, datetime)
     conn.execute("UPDATE finejobs_schedules SET next_fire_at = %s, runs = 0, fired = 0, skipped = 0, "
                  "last_job_id = NULL, last_fire_at = NULL WHERE id <= %s", (at, due))
     conn.execute("VACUUM ANALYZE finejobs_schedules")
@@ -74,8 +75,8 @@ def _make_due(conn: psycopg.Connection[tuple[object, ...]], due: int, lead: floa
 
 def _jobs(conn: psycopg.Connection[tuple[object, ...]]) -> int:
     row = conn.execute("SELECT count(*) FROM finejobs_jobs WHERE schedule_id IS NOT NULL").fetchone()
-    assert row is not None
-    return int(row[0])
+    assert row is not None and isinstance(row[0], int)
+    return row[0]
 
 
 def time_workers(url: str, due: int, processes: int, *, lead: float = 8.0, timeout: float = 300.0) -> float:
