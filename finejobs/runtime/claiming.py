@@ -80,10 +80,13 @@ class PauseCache:
         self._lock = threading.Lock()
         self._warned = False
 
-    def current(self, store: JobStore) -> Pauses:
+    def current(self, store: JobStore, *, max_age: float | None = None) -> Pauses:
+        """The pauses, read again if older than ``max_age`` seconds (default: ``refresh``). The listener reads
+        them at half that age between notifications, so that a claim right after a wake-up (an enqueue's
+        notification) rarely waits for this read."""
         with self._lock:
             read_at = self._read_at
-        if read_at is None or time.monotonic() - read_at >= self.refresh:
+        if read_at is None or time.monotonic() - read_at >= (self.refresh if max_age is None else max_age):
             try:
                 pauses = Pauses.of(store.pause_list())
             except DatabaseUnavailable:

@@ -285,7 +285,10 @@ class Listener(Service):
         if self._notes is None or self._notes.closed:
             self._notes = self.worker.store.listen()
             self.wake("*")  # anything enqueued while we were not listening
-        return self._notes.wait(self.listen_timeout, self.wake, stop=self._stop.is_set)
+        found = self._notes.wait(self.listen_timeout, self.wake, stop=self._stop.is_set)
+        # Keep the pauses fresh off the claim path (the producer reads them itself when they are a second old).
+        self.worker.pauses.current(self.worker.store, max_age=self.worker.pauses.refresh / 2)
+        return found
 
     def _loop(self) -> None:
         super()._loop()
