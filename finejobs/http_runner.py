@@ -115,7 +115,7 @@ async def run_service(call: ServiceCall) -> object:
     if code == "error":
         raise ServiceError(message or "the service answered code 'error'", details)
     if code == "idle":
-        return Idle
+        return Idle({"code": code, "message": message})  # idle (on_idle), the message kept as for success
     return {"code": code, "message": message}
 
 

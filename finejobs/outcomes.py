@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import traceback as tb
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,8 +27,12 @@ class _IdleType:
     """The type of ``finejobs.Idle``: a handler returns it to say it found nothing to do.
 
     The job still succeeds; its ``result`` is recorded as ``idle``, and an adaptive schedule then waits
-    its ``on_idle`` delay before the next run.
+    its ``on_idle`` delay before the next run. ``return finejobs.Idle(value)`` says the same and keeps
+    ``value`` as the job's ``return_value`` (e.g. a service's message), as any other return value is kept.
     """
+
+    def __call__(self, value: object) -> IdleWith:
+        return IdleWith(value)
 
     _instance: _IdleType | None = None
 
@@ -46,9 +51,17 @@ class _IdleType:
 Idle = _IdleType()
 
 
+@dataclass(frozen=True)
+class IdleWith:
+    """``finejobs.Idle(value)``: nothing to do, and ``value`` to keep as the job's return value."""
+
+    value: object
+
+
 def result_of(value: object) -> str | None:
-    """What a handler's return value says, as recorded on the job: 'idle' for finejobs.Idle."""
-    return "idle" if value is Idle or value is _IdleType else None
+    """What a handler's return value says, as recorded on the job: 'idle' for finejobs.Idle (with a value or
+    without)."""
+    return "idle" if value is Idle or value is _IdleType or isinstance(value, IdleWith) else None
 
 
 def label(outcome: Outcome) -> str:
@@ -134,6 +147,8 @@ def return_json(value: object) -> str | None:
     MAX_RETURN_VALUE_BYTES."""
     if value is None or value is Idle or value is _IdleType:
         return None
+    if isinstance(value, IdleWith):
+        return return_json(value.value)
     return encode_value(value, max_bytes=MAX_RETURN_VALUE_BYTES)
 
 

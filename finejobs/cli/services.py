@@ -138,7 +138,7 @@ def list_(ctx: click.Context, as_json: bool, database_url: str | None) -> None:
             runs = admin.schedules.runs(schedule.name, limit=1)
             last = runs[0] if runs else None
             message = last.error if last is not None and last.error else ""
-            if last is not None and not message and last.outcome == "success":
+            if last is not None and not message and last.outcome in ("success", "idle"):
                 value = admin.job(last.job_id).return_value
                 message = str(value.get("message") or "") if isinstance(value, dict) else ""
             found.append({

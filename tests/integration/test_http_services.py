@@ -98,6 +98,8 @@ def test_each_reply_is_mapped_to_its_outcome_and_interval(queue: Queue, clock: F
         assert schedule.next_fire_at == clock() + expected, path
     success = queue.get(queue.schedules.runs("service:svc0")[0].job_id)
     assert success.return_value == {"code": "success", "message": "synced 3 devices"}
+    idle = queue.get(queue.schedules.runs("service:svc1")[0].job_id)  # idle, and its message kept too
+    assert (idle.result, idle.return_value) == ("idle", {"code": "idle", "message": "nothing to do"})
     assert [c.body for c in stub.of("/success")][-1] == {"case": "/success", "n": 0}  # the parameters, as JSON
     lines = [r.getMessage() for r in caplog.records if r.name == "finejobs.services"]
     assert len(lines) == len(CASES)  # one line per run

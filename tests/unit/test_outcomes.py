@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from finejobs import Cancel, Job, JobState, Retry, Snooze
+from finejobs import Cancel, Idle, Job, JobState, Retry, Snooze
 from finejobs.outcomes import HandlerTimeout, attempt_error, failed, released, succeeded
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
@@ -38,6 +38,15 @@ def test_succeeded() -> None:
     out = succeeded(running_job(attempt=2), now=NOW)
     assert (out.job_id, out.attempt, out.state, out.finished_at) == (7, 2, "succeeded", NOW)
     assert out.error is None and out.uncount == 0
+
+
+def test_idle_with_a_value_is_idle_and_keeps_the_value() -> None:
+    plain = succeeded(running_job(), now=NOW, result=Idle)
+    assert (plain.state, plain.result, plain.return_value) == ("succeeded", "idle", None)
+    told = succeeded(running_job(), now=NOW, result=Idle({"message": "nothing new"}))
+    assert (told.state, told.result, told.return_value) == ("succeeded", "idle", '{"message":"nothing new"}')
+    assert succeeded(running_job(), now=NOW, result={"message": "x"}).result is None  # not idle
+    assert succeeded(running_job(), now=NOW, result=Idle(float("nan"))).return_value is None  # JSON cannot keep it
 
 
 def test_released_goes_back_to_available_now_without_counting() -> None:
