@@ -36,6 +36,7 @@ from finejobs.admin.results import (
     Count,
     JobPage,
     KindInfo,
+    LocalScheduleInfo,
     Overview,
     Pause,
     Shard,
@@ -48,5 +49,6 @@ __all__ = [
     "ERROR_COUNT_CAP", "EXPIRING_WITHIN", "PAGE_LIMIT", "PAGE_SCAN", "PIPELINE_PAGE_LIMIT", "RUN_STATES",
     "STATS_CAP", "STATS_TTL", "WORKER_GONE_AFTER",
     "Activity", "Admin", "AuditEntry", "AuditedSchedules", "BulkResult", "Count", "GroupDetail", "GroupOps",
-    "JobPage", "KindInfo", "Overview", "Pause", "PipelineOps", "PipelinePage", "Shard", "WorkerInfo",
+    "JobPage", "KindInfo", "LocalScheduleInfo", "Overview", "Pause", "PipelineOps", "PipelinePage", "Shard",
+    "WorkerInfo",
 ]

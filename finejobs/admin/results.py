@@ -87,6 +87,45 @@ class Pause(_Result):
 
 
 @dataclass(frozen=True)
+class LocalScheduleInfo(_Result):
+    """A local schedule (queue.local_schedule) as one worker process's registry row reports it, as of the row's
+    last refresh. Read leniently: a field the row lacks or holds in another type is None (or 0)."""
+
+    name: str
+    rule: str | None
+    running: bool
+    last_run_at: datetime | None
+    last_finished_at: datetime | None
+    last_outcome: str | None
+    last_error: str | None
+    next_run_at: datetime | None
+    runs: int
+    skipped: int
+
+    @classmethod
+    def from_entry(cls, entry: dict[str, Any]) -> LocalScheduleInfo:
+        def text(key: str) -> str | None:
+            value = entry.get(key)
+            return value if isinstance(value, str) else None
+
+        def moment(key: str) -> datetime | None:
+            try:
+                value = text(key)
+                return datetime.fromisoformat(value) if value else None
+            except ValueError:
+                return None
+
+        def count(key: str) -> int:
+            value = entry.get(key)
+            return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+        return cls(name=text("name") or "?", rule=text("rule"), running=entry.get("running") is True,
+                   last_run_at=moment("last_run_at"), last_finished_at=moment("last_finished_at"),
+                   last_outcome=text("last_outcome"), last_error=text("last_error"),
+                   next_run_at=moment("next_run_at"), runs=count("runs"), skipped=count("skipped"))
+
+
+@dataclass(frozen=True)
 class WorkerInfo(_Result):
     """A worker as its registry row shows it; ``alive`` is False once it stopped refreshing the row."""
 
@@ -104,6 +143,14 @@ class WorkerInfo(_Result):
     counters: dict[str, int]
     alive: bool
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def local_schedules(self) -> tuple[LocalScheduleInfo, ...]:
+        """The local schedules this worker process runs (finejobs.runtime.local_schedules), from its row."""
+        entries = self.info.get("local_schedules") if isinstance(self.info, dict) else None
+        if not isinstance(entries, list):
+            return ()
+        return tuple(LocalScheduleInfo.from_entry(e) for e in entries if isinstance(e, dict))
 
     @classmethod
     def from_row(cls, row: WorkerRow, *, now: datetime) -> WorkerInfo:

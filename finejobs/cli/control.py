@@ -3,13 +3,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
 import click
 
 from finejobs import JobState
-from finejobs.admin import Overview
+from finejobs.admin import LocalScheduleInfo, Overview
 from finejobs.cli._common import (
     MAX_KIND_CHARS,
     admin_from,
@@ -169,32 +166,17 @@ def workers(ctx: click.Context, only_alive: bool, as_json: bool, database_url: s
              ",".join(w.kinds) or "-", str(w.concurrency), str(w.in_flight), ago(w.seen_at, now),
              "alive" if w.alive else "gone"] for w in found]
     click.echo(table(["ID", "HOST", "PID", "SHARDS", "KINDS", "CONCURRENCY", "IN_FLIGHT", "SEEN", "STATUS"], rows))
-    local = [[w.id, str(entry.get("name", "?")), str(entry.get("rule", "-")), _at(entry.get("last_run_at")),
-              _outcome(entry), _at(entry.get("next_run_at")), str(entry.get("runs", 0)), str(entry.get("skipped", 0))]
-             for w in found for entry in _local_schedules(w.info)]
+    local = [[w.id, entry.name, entry.rule or "-", ts(entry.last_run_at) if entry.last_run_at else "-",
+              _outcome(entry), ts(entry.next_run_at) if entry.next_run_at else "-", str(entry.runs),
+              str(entry.skipped)]
+             for w in found for entry in w.local_schedules]
     if local:
         click.echo("\nlocal schedules (run in each worker process):")
         click.echo(table(["WORKER", "SCHEDULE", "RULE", "LAST_RUN", "OUTCOME", "NEXT_RUN", "RUNS", "SKIPPED"], local))
 
 
-def _local_schedules(info: dict[str, Any]) -> list[dict[str, Any]]:
-    """The local schedules a worker's registry row lists (finejobs.runtime.local_schedules)."""
-    entries = info.get("local_schedules") if isinstance(info, dict) else None
-    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
-
-
-def _at(value: Any) -> str:
-    if not isinstance(value, str):
-        return "-"
-    try:
-        return ts(datetime.fromisoformat(value))
-    except ValueError:
-        return "-"
-
-
-def _outcome(entry: dict[str, Any]) -> str:
-    if entry.get("running"):
+def _outcome(entry: LocalScheduleInfo) -> str:
+    if entry.running:
         return "running"
-    outcome = str(entry.get("last_outcome") or "-")
-    error = entry.get("last_error")
-    return f"{outcome}: {log_safe(str(error))[:80]}" if outcome == "error" and error else outcome
+    outcome = entry.last_outcome or "-"
+    return f"{outcome}: {log_safe(entry.last_error)[:80]}" if outcome == "error" and entry.last_error else outcome
