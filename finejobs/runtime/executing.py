@@ -9,7 +9,6 @@ import inspect
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ from finejobs.store import Outcome
 
 if TYPE_CHECKING:
     from finejobs.clock import Clock
+    from finejobs.runtime.handler_pool import HandlerPool
     from finejobs.runtime.services import Completer
 
 log = logging.getLogger("finejobs.worker")
@@ -52,7 +52,7 @@ class Executing:
     _held: dict[int, int]
     _state_lock: threading.Condition
     _stopping: threading.Event
-    _pool: ThreadPoolExecutor | None
+    _pool: HandlerPool[Running] | None
     _loop: asyncio.AbstractEventLoop | None
 
     def _launch_record(self, job: Job) -> Running | None:
@@ -86,7 +86,7 @@ class Executing:
             asyncio.run_coroutine_threadsafe(self._execute_async(run), self._loop)
         else:
             assert self._pool is not None
-            self._pool.submit(self._execute, run)
+            self._pool.submit(run)
 
     def _call_args(self, run: Running) -> tuple[Any, ...]:
         try:

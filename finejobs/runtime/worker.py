@@ -21,7 +21,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from types import FrameType
 
@@ -43,6 +42,7 @@ from finejobs.limits import (
 from finejobs.queue import Queue
 from finejobs.runtime.claiming import Claiming, PauseCache
 from finejobs.runtime.executing import Executing, Running
+from finejobs.runtime.handler_pool import HandlerPool
 from finejobs.runtime.local_schedules import LocalSchedules
 from finejobs.runtime.observers import Observers, WorkerObserver
 from finejobs.runtime.scheduler import Scheduler
@@ -175,7 +175,7 @@ class Worker(Claiming, Executing):
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._fatal: tuple[str, BaseException] | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: HandlerPool[Running] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._thread: threading.Thread | None = None
@@ -392,7 +392,7 @@ class Worker(Claiming, Executing):
     # ---------------------------------------------------------------- lifecycle
 
     def _start_services(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="finejobs-handler")
+        self._pool = HandlerPool(self.concurrency, self._execute, name="finejobs-handler")
         if any(k.is_async for k in self.queue.kinds.values()):
             self._loop = asyncio.new_event_loop()
             loop = self._loop
@@ -423,6 +423,8 @@ class Worker(Claiming, Executing):
                          len(self._running))
             self._state_lock.wait_for(lambda: not self._running or self._fatal is not None,
                                       timeout=max(0.0, deadline - time.monotonic()))
+            if self._pool is not None:
+                self._pool.shutdown()  # a job not started by now never starts: it is given back below
             left = [r for r in self._running.values() if not r.settled]
         if left:
             self._release(left)
@@ -435,8 +437,6 @@ class Worker(Claiming, Executing):
         joined = time.monotonic() + SERVICE_STOP_TIMEOUT
         for service in services:
             service.join(joined - time.monotonic())
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
         log.info("worker %s stopped: %s", self.worker_id,
