@@ -49,6 +49,8 @@ class Executing:
     clock: Clock
     completer: Completer
     _running: dict[int, Running]
+    concurrency: int
+    _refill_at: int
     _held: dict[int, int]
     _state_lock: threading.Condition
     _stopping: threading.Event
@@ -154,7 +156,12 @@ class Executing:
         with self._state_lock:
             if self._running.get(run.job.id) is run:  # not a later claim of the same job by this worker
                 del self._running[run.job.id]
-            self._state_lock.notify_all()
+                # Wake the producer only when what it waits for can now hold (a free slot after none; half the
+                # slots free after a full claim) and a stop when nothing runs: free slots grow one at a time, so
+                # each threshold is met exactly (a notification per job costs the producer a wake-up per job).
+                free = self.concurrency - len(self._running)
+                if free == 1 or free == self._refill_at or not self._running:
+                    self._state_lock.notify_all()
         if span is not None:
             with run.lock:
                 outcome, error = run.outcome, run.error
