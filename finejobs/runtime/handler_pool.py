@@ -2,9 +2,11 @@
 
 A deque and a condition rather than ``concurrent.futures.ThreadPoolExecutor``: no Future, work item and
 semaphore per job, and a thread that finishes a handler takes the next waiting job without being woken for
-it. Only as many idle threads are woken as there are jobs no woken thread will take. Measured on 2 cores, 50
-threads, 50,000 no-op calls handed over in rounds of 50: 2.5 us of CPU per job against 9.8 us for the
-executor (350k against 87k calls/s).
+it. The submitter wakes at most one idle thread; a thread that takes a job and sees more waiting wakes the
+next, so the wake-ups of a burst are spread over the handler threads instead of costing the producer one each,
+and a burst of quick jobs is run by the threads already awake. Measured on 2 cores, 50 threads, 50,000 no-op
+calls handed over in rounds of 50: 2.5 us of CPU per job against 9.8 us for the executor (350k against 87k
+calls/s).
 
 Threads start on demand, up to ``size``, and stay until ``shutdown``; like the executor's, they are not
 daemon threads (``finejobs worker`` exits past a handler that outlived its grace: see cli.worker).
@@ -41,7 +43,7 @@ class HandlerPool(Generic[T]):
                 raise RuntimeError("the handler pool is shut down")
             self._items.append(item)
             if self._idle > self._waking:
-                if len(self._items) > self._waking:
+                if not self._waking:  # a thread waking now wakes the next if more is waiting (see _run)
                     self._waking += 1
                     self._cond.notify()
             elif len(self._threads) < self._size:
@@ -75,4 +77,7 @@ class HandlerPool(Generic[T]):
                     if self._waking:
                         self._waking -= 1
                 item = self._items.popleft()
+                if self._items and self._idle > self._waking:  # more waiting: hand the wake-up on
+                    self._waking += 1
+                    cond.notify()
             self._handle(item)

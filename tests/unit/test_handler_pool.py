@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
 
 from finejobs.runtime.handler_pool import HandlerPool
 
@@ -13,6 +17,23 @@ def wait_until(condition: object, timeout: float = 5.0) -> None:
     while not condition():  # type: ignore[operator]
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.005)
+
+
+@pytest.fixture(autouse=True)
+def _shut_down_every_pool(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every pool a test makes is shut down after it, passed or failed: its threads are not daemon threads, and
+    idle ones left behind would keep the test process from exiting."""
+    made: list[HandlerPool[Any]] = []
+    init = HandlerPool.__init__
+
+    def tracked(self: HandlerPool[Any], size: int, handle: Callable[[Any], object], *, name: str) -> None:
+        init(self, size, handle, name=name)
+        made.append(self)
+
+    monkeypatch.setattr(HandlerPool, "__init__", tracked)
+    yield
+    for pool in made:
+        pool.shutdown()
 
 
 def test_every_item_runs_once_on_at_most_size_threads() -> None:
@@ -86,4 +107,25 @@ def test_idle_threads_are_reused_and_woken_only_as_needed() -> None:
         assert ran.acquire(timeout=5)
         wait_until(lambda: pool._idle == pool.threads())
     assert pool.threads() == 1
+    pool.shutdown()
+
+
+def test_a_burst_of_slow_items_runs_on_as_many_threads_at_once() -> None:
+    """The submitter wakes one idle thread and each woken thread the next: all 20 items of a burst still run at
+    once on the 20 idle threads (each item waits at a barrier that opens only when all 20 are there)."""
+    barriers = [threading.Barrier(20, timeout=5) for _ in range(2)]
+    passed: list[int] = []
+
+    def handle(item: int) -> None:
+        barriers[item // 100].wait()
+        passed.append(item)
+
+    pool: HandlerPool[int] = HandlerPool(20, handle, name="finejobs-test")
+    for i in range(20):  # the first burst starts the 20 threads
+        pool.submit(i)
+    wait_until(lambda: len(passed) == 20 and pool._idle == 20)
+    for i in range(100, 120):  # the second meets 20 idle threads: woken one by one, a chain
+        pool.submit(i)
+    wait_until(lambda: len(passed) == 40)
+    assert not any(b.broken for b in barriers) and pool.threads() == 20
     pool.shutdown()
