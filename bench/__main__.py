@@ -14,6 +14,8 @@ Memory: the RSS of a worker at concurrency 50 beside 1M waiting jobs, of a raw S
 (bench/memory.py).
 Schedules: 100k of 1M schedules due at one instant, until all their jobs exist with 1 and 2 worker processes,
 against a raw INSERT ... SELECT of the same jobs; the job claim beside 1M schedules (bench/schedules.py).
+Citus (by hand, not in "all": FINEJOBS_CITUS_URL names a Citus coordinator): enqueue and processing with 1, 2
+and 4 worker processes over 8 shards, on the cluster beside plain PostgreSQL (bench/citus.py).
 Absolute figures drift on a shared machine; the ratios to the baseline measured in the same run hold.
 """
 
@@ -26,6 +28,7 @@ import psycopg
 
 from bench.admin import AdminResult, admin_markdown, bench_admin, write_admin_json
 from bench.bigtable import bench_big_table
+from bench.citus import bench_citus, citus_markdown
 from bench.console import bench_console, console_markdown
 from bench.core import Row, bench_enqueue, bench_processing, bench_raw, create_database, drop_database
 from bench.grouped import GroupsResult, bench_groups, groups_markdown, write_groups_json
@@ -39,7 +42,8 @@ from bench.shards import ShardsResult, bench_shards
 from finejobs.store import libpq_url
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("core", "shards", "admin", "console", "import", "groups", "processes", "schedules", "memory")
+SECTIONS = ("core", "shards", "admin", "console", "import", "groups", "processes", "schedules", "memory", "citus")
+BY_HAND = ("citus",)  # not in "every section": it needs a Citus cluster (FINEJOBS_CITUS_URL)
 
 
 @click.command()
@@ -84,6 +88,13 @@ SECTIONS = ("core", "shards", "admin", "console", "import", "groups", "processes
 @click.option("--memory-waiting", default=1_000_000, show_default=True,
               help="Memory: waiting jobs in the table while each process is sampled.")
 @click.option("--memory-seconds", default=15.0, show_default=True, help="Memory: seconds each process is sampled.")
+@click.option("--citus-url", envvar="FINEJOBS_CITUS_URL", default=None,
+              help="Citus: a Citus coordinator (a database is made on its cluster and dropped).")
+@click.option("--citus-single", default=500, show_default=True, help="Citus: jobs enqueued one by one on each engine.")
+@click.option("--citus-bulk", default=20_000, show_default=True, help="Citus: jobs enqueued in bulk on each engine.")
+@click.option("--citus-jobs", default=5_000, show_default=True,
+              help="Citus: no-op jobs per processing run (1, 2 and 4 worker processes, 8 shards).")
+@click.option("--citus-repeats", default=1, show_default=True, help="Citus: rounds of runs (the best is shown).")
 @click.option("--quick", is_flag=True, help="Tiny sizes: a smoke test, not a measurement.")
 @click.option("--out", type=click.Path(path_type=Path), default=RESULTS, show_default=True,
               help="Folder for bench.json and throughput.png.")
@@ -92,10 +103,12 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
          shard_jobs: int, hot_jobs: int, other_pending: int, repeats: int, hot_repeats: int, admin_finished: int,
          admin_waiting: int, admin_repeats: int, console_finished: int, console_waiting: int, console_repeats: int,
          import_jobs: int, group_jobs: int, group_repeats: int, procs_jobs: int, procs_concurrency: int,
-         procs_repeats: int, memory_waiting: int, memory_seconds: float, quick: bool, out: Path) -> None:
+         procs_repeats: int, memory_waiting: int, memory_seconds: float, citus_url: str | None, citus_single: int,
+         citus_bulk: int, citus_jobs: int, citus_repeats: int, quick: bool, out: Path) -> None:
     """Measure enqueue, processing, latency, big-table and shard throughput against a raw psycopg baseline.
 
-    SECTIONS: core, shards, admin, console, import, groups, processes (default: all)."""
+    SECTIONS: core, shards, admin, console, import, groups, processes, schedules, memory (default: all of
+    these), citus (by hand, with FINEJOBS_CITUS_URL: bench/citus.py)."""
     if database_url is None:
         from finejobs.devdb import discover_server_url
 
@@ -109,7 +122,11 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
         import_jobs, group_jobs, group_repeats = 5_000, 200, 1
         procs_jobs, procs_concurrency, procs_repeats = 1000, 10, 1
         memory_waiting, memory_seconds = 20_000, 2.0
-    selected = set(sections or SECTIONS)
+    selected = set(sections or [s for s in SECTIONS if s not in BY_HAND])
+    if "citus" in selected and not citus_url:
+        raise click.UsageError("the citus section needs a Citus coordinator: set FINEJOBS_CITUS_URL or --citus-url")
+    if quick:
+        citus_single, citus_bulk, citus_jobs = 50, 1000, 300
     with psycopg.connect(libpq_url(database_url)) as conn:
         server = "PostgreSQL " + str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
     title = header(server)
@@ -187,6 +204,12 @@ def main(sections: tuple[str, ...], database_url: str | None, n_single: int, n_b
         print()
         print(schedules_markdown(scheds))
         write_schedules_json(out / "schedules.json", title, scheds)
+    if "citus" in selected:
+        assert citus_url is not None
+        citus = bench_citus(database_url, citus_url, n_single=citus_single, n_bulk=citus_bulk, n_process=citus_jobs,
+                            concurrency=max(concurrencies), repeats=citus_repeats)
+        print()
+        print(citus_markdown(citus))
     if "memory" in selected:
         memory = bench_memory(database_url, waiting=memory_waiting, seconds=memory_seconds)
         print()

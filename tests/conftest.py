@@ -20,6 +20,7 @@ import finejobs
 from finejobs import devdb
 from finejobs.store import libpq_url
 from finejobs.testing import FakeClock
+from tests.cleaning import empty_tables
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 
@@ -59,19 +60,7 @@ def clean_db(database_url: str) -> str:
     """The session's database with no rows in any finejobs table (jobs, schedules, moves, pauses, registry,
     audit, groups, pipelines...) but the migrations and the database id, and no shard partitions but the
     default one."""
-    with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
-        tables = [name for (name,) in conn.execute(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND NOT c.relispartition "
-            "AND c.relname LIKE 'finejobs\\_%' AND c.relname NOT IN ('finejobs_migrations', 'finejobs_database') "
-            "ORDER BY 1")]
-        conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
-            sql.SQL(", ").join(sql.Identifier(name) for name in tables)))
-        partitions = conn.execute(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-            "WHERE i.inhparent = 'finejobs_jobs'::regclass AND c.relname <> 'finejobs_jobs_other'").fetchall()
-        for (name,) in partitions:
-            conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(name)))
+    empty_tables(database_url)
     return database_url
 
 

@@ -27,6 +27,7 @@ from finejobs.errors import (
 )
 from finejobs.jobs import Undecodable
 from finejobs.masking import mask_passwords, password_forms
+from finejobs.store.citus import engine_is_citus, install_plan_cache
 from finejobs.store.tables import NOTIFY_CHANNEL
 
 
@@ -227,9 +228,22 @@ class StoreBase:
             # generic plan prunes partitions at executor start. Left to choose ("auto"), PostgreSQL 15 re-plans
             # every execution once the table has a dozen partitions, about twice the cost per statement
             # (measured: an empty claim 180-270 us generic, 470-500 us custom, with 17 partitions).
+            # On Citus, install_plan_cache sets it back to auto on each connection (finejobs.store.citus).
             connect_args={"connect_timeout": 10, "options": "-c plan_cache_mode=force_generic_plan"},
         )
+        install_plan_cache(engine)
         return cls(engine)
+
+    @property
+    def citus(self) -> bool:
+        """Whether this database has the citus extension (asked once per engine; docs/citus.md)."""
+        try:
+            return engine_is_citus(self.engine)
+        except sa.exc.DBAPIError as exc:
+            translated = self._translate(exc.orig)
+            if translated is None:
+                raise
+            raise translated from exc
 
     @property
     def url(self) -> str:
@@ -260,39 +274,57 @@ class StoreBase:
             else:
                 with self.engine.begin() as conn:
                     yield conn
-        except sa.exc.OperationalError as exc:
-            raise DatabaseUnavailable(
-                f"database unavailable ({mask_url(self.url)}): {_first_line(exc.orig)}"
-            ) from exc
-        except sa.exc.DataError as exc:
-            raise FinejobsError(f"the database refused a value, or holds one finejobs cannot read: "
-                                f"{_first_line(exc.orig)}") from exc
-        except sa.exc.ProgrammingError as exc:
-            if isinstance(exc.orig, psycopg.errors.UndefinedTable):
-                raise SchemaError(
-                    "the finejobs schema is not migrated in this database: run `finejobs migrate`"
-                ) from exc
-            if isinstance(exc.orig, psycopg.errors.InsufficientPrivilege):
-                raise SchemaError(
-                    f"permission denied: {_first_line(exc.orig)} (run `finejobs migrate` as the schema owner; "
-                    "workers need only SELECT, INSERT, UPDATE, DELETE on finejobs_jobs and finejobs_schedules)"
-                ) from exc
-            raise
+        except sa.exc.DBAPIError as exc:
+            translated = self._translate(exc.orig)
+            if translated is None:
+                raise
+            raise translated from exc
+
+    def _translate(self, orig: BaseException | None) -> FinejobsError | None:
+        """The finejobs error for a driver error (None: let it through as it is)."""
+        if isinstance(orig, psycopg.OperationalError):
+            return DatabaseUnavailable(f"database unavailable ({mask_url(self.url)}): {_first_line(orig)}")
+        if isinstance(orig, psycopg.DataError):
+            return FinejobsError(f"the database refused a value, or holds one finejobs cannot read: "
+                                 f"{_first_line(orig)}")
+        if isinstance(orig, psycopg.errors.UndefinedTable):
+            return SchemaError("the finejobs schema is not migrated in this database: run `finejobs migrate`")
+        if isinstance(orig, psycopg.errors.InsufficientPrivilege):
+            return SchemaError(
+                f"permission denied: {_first_line(orig)} (run `finejobs migrate` as the schema owner; "
+                "workers need only SELECT, INSERT, UPDATE, DELETE on finejobs_jobs and finejobs_schedules)")
+        return None
 
     def _fast(self, stmt: sa.TextClause, params: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """One statement in autocommit on the pooled connection's psycopg driver, skipping SQLAlchemy's
-        result processing: the hot path (claim, completion, heartbeat) spends most of its Python time there."""
+        """One statement in autocommit on a pooled connection's psycopg driver, skipping SQLAlchemy's
+        Connection and result processing: the hot path (enqueue, claim, completion, heartbeat) spent most of its
+        Python time there (about 50 us of CPU a statement). The driver is switched to autocommit for the
+        statement and back before it returns to the pool (both are client-side when the connection is idle)."""
         try:
-            with self._autocommit_engine.connect() as conn:
-                driver = conn.connection.dbapi_connection
+            fairy = self.engine.raw_connection()
+            broken = False
+            try:
+                driver = fairy.dbapi_connection
                 assert isinstance(driver, psycopg.Connection)
+                driver.autocommit = True
                 try:
                     with driver.cursor(row_factory=dict_row) as cur:
                         cur.execute(_compiled_for_psycopg(stmt), params)
                         return _fetch_all(cur)
-                except psycopg.OperationalError:
-                    conn.invalidate()  # never hand a broken connection back to the pool
-                    raise
-        except (psycopg.OperationalError, sa.exc.OperationalError) as exc:
-            orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
-            raise DatabaseUnavailable(f"database unavailable ({mask_url(self.url)}): {_first_line(orig)}") from exc
+                finally:
+                    if driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                        driver.autocommit = False
+                    else:  # broken (or, impossibly, in a transaction)
+                        broken = True
+            except psycopg.OperationalError:
+                broken = True
+                raise
+            finally:
+                if broken:
+                    fairy.invalidate()  # never hand a broken connection back to the pool
+                fairy.close()
+        except (psycopg.Error, sa.exc.DBAPIError) as exc:
+            translated = self._translate(exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc)
+            if translated is None:
+                raise
+            raise translated from exc

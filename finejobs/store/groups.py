@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from finejobs.errors import FinejobsError, GroupNotFound
 from finejobs.jobs import Job, NewJob
+from finejobs.store import citus
 from finejobs.store._base import StoreBase, UserConnection, _run
 from finejobs.store.tables import NOTIFY_CHANNEL
 
@@ -131,20 +132,26 @@ _CANCEL_FLAG = sa.text("""
     WHERE id = :id AND finished_at IS NULL RETURNING id
 """)
 
-_CANCEL_WAITING = sa.text("""
+def _cancel_waiting_sql(*, in_shard: bool) -> sa.TextClause:
+    # in_shard (Citus): one router statement a shard, which Citus needs for FOR UPDATE.
+    shard = "shard = :shard AND " if in_shard else ""
+    entry = citus.error_entry(attempt="j.attempt", error="'Cancelled'", message="CAST(:reason AS text)", worker="NULL")
+    return sa.text(f"""
     WITH picked AS (
-        SELECT id, shard FROM finejobs_jobs WHERE group_id = :id AND state = 'available'
+        SELECT id, shard FROM finejobs_jobs WHERE {shard}group_id = :id AND state = 'available'
         LIMIT :limit FOR UPDATE SKIP LOCKED
     )
     UPDATE finejobs_jobs AS j
-    SET state = 'cancelled', finished_at = :now,
-        errors = j.errors || jsonb_build_array(jsonb_build_object(
-            'attempt', j.attempt, 'at', CAST(:now_iso AS text), 'error', 'Cancelled',
-            'message', CAST(:reason AS text), 'traceback', NULL, 'worker', NULL))
+    SET state = 'cancelled', finished_at = :now, errors = j.errors || {entry}
     FROM picked
-    WHERE j.id = picked.id AND j.shard = picked.shard
+    WHERE {"j." + shard if in_shard else ""}j.id = picked.id AND j.shard = picked.shard
     RETURNING j.group_id
 """)
+
+
+_CANCEL_WAITING = _cancel_waiting_sql(in_shard=False)
+_CANCEL_WAITING_IN_SHARD = _cancel_waiting_sql(in_shard=True)
+_WAITING_SHARDS = sa.text("SELECT shard FROM finejobs_jobs WHERE group_id = :id AND state = 'available' GROUP BY shard")
 
 _GET = {
     "name": sa.text(f"SELECT {_GROUP_COLUMNS} FROM finejobs_groups WHERE name = :key"),
@@ -164,6 +171,11 @@ _MEMBERS = sa.text("""
     ) AS j
     ORDER BY j.id DESC LIMIT :limit
 """)
+
+# Citus cannot push down a LIMIT in a lateral subquery over a function: the same rows, in one multi-shard read.
+_MEMBERS_CITUS = sa.text(
+    "SELECT * FROM finejobs_jobs WHERE group_id = :id AND state = ANY(CAST(:states AS text[])) "
+    "ORDER BY id DESC LIMIT :limit")
 
 _RUNNING = sa.text(
     "SELECT count(*) FROM (SELECT 1 FROM finejobs_jobs WHERE group_id = :id AND state = 'running' LIMIT :cap) AS r")
@@ -266,7 +278,8 @@ class GroupStore(StoreBase):
         """Members in these stored states, newest first: a backward scan of the group index (group_id, state,
         id) per state, so a group with a million failures costs what one with ten does."""
         with self.transaction(autocommit=True) as conn:
-            rows = _run(conn, _MEMBERS, {"id": group_id, "states": list(states), "limit": limit})
+            rows = _run(conn, _MEMBERS_CITUS if self.citus else _MEMBERS,
+                        {"id": group_id, "states": list(states), "limit": limit})
         return [Job.from_row(r, now=now) for r in rows]
 
     def group_seal(self, *, group_id: int, now: datetime) -> GroupRow:
@@ -289,7 +302,11 @@ class GroupStore(StoreBase):
         params = {"id": group_id, "now": now, "now_iso": now.isoformat(), "reason": reason, "limit": batch}
         while True:
             with self.transaction() as conn:
-                rows = _run(conn, _CANCEL_WAITING, params)
+                if self.citus:
+                    rows = [row for shard in [r["shard"] for r in _run(conn, _WAITING_SHARDS, params)]
+                            for row in _run(conn, _CANCEL_WAITING_IN_SHARD, {**params, "shard": shard})]
+                else:
+                    rows = _run(conn, _CANCEL_WAITING, params)
                 self.apply_group_changes(conn, [(group_id, "available", "cancelled")] * len(rows), now=now)
             cancelled += len(rows)
             if len(rows) < batch:

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from finejobs.jobs import FINAL_STATES, Job, JobState, Outcome
+from finejobs.store import citus
 from finejobs.store._base import _run
 from finejobs.store.groups import GroupStore
 from finejobs.store.tables import (
@@ -99,13 +100,18 @@ _PENDING_SHARDS = sa.text(
 
 
 @functools.cache
-def _complete_sql(*, in_shard: bool, returns: bool = False, grouped: bool = False) -> sa.TextClause:
+def _complete_sql(*, in_shard: bool, returns: bool = False, grouped: bool = False,
+                  on_citus: bool = False) -> sa.TextClause:
     # The outcomes are materialized once and the rows found by primary key: a nested loop over the
     # function scan would parse the JSON once per candidate row. With in_shard, the statement names the
     # shard, so it touches that shard's partition only (pruned at executor start, generic plans too).
     # With returns, the outcomes also carry return values (JSON text, parsed here): only a batch holding one
     # runs that form, so that plain jobs' completions cost what they did before return values existed.
     # With grouped, the statement also returns each row's group and new state, for the group counters.
+    # on_citus: the same without CASE or STABLE functions over columns (Citus refuses them in an UPDATE): a NULL
+    # error makes the appended array NULL, and COALESCE then keeps the errors as they were.
+    errors = f"COALESCE(j.errors || {citus.as_array('u.error')}, j.errors)" if on_citus else \
+        "CASE WHEN u.error IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(u.error) END"
     shard = "j.shard = :shard AND " if in_shard else ""
     column, assign = (", return_value text", "\n        return_value = CAST(u.return_value AS jsonb),") \
         if returns else ("", "")
@@ -121,7 +127,7 @@ def _complete_sql(*, in_shard: bool, returns: bool = False, grouped: bool = Fals
         attempt = j.attempt - u.uncount,
         result = u.result,{assign}
         finished_at = u.finished_at,
-        errors = CASE WHEN u.error IS NULL THEN j.errors ELSE j.errors || jsonb_build_array(u.error) END,
+        errors = {errors},
         lease_owner = NULL,
         lease_expires_at = NULL
     FROM u
@@ -148,6 +154,18 @@ _HEARTBEAT = sa.text(
     WHERE j.id = ANY(CAST(:ids AS bigint[])) AND j.id = u.id
       AND j.attempt = u.attempt AND j.state = 'running' AND j.lease_owner = :owner
     RETURNING j.id
+    """
+)
+
+
+_HEARTBEAT_CITUS = sa.text(
+    # Citus: without a shard the statement goes to every Citus shard, and a multi-shard UPDATE cannot join the
+    # (id, attempt) pairs: they are matched as "id:attempt" keys (IMMUTABLE casts and text concatenation).
+    """
+    UPDATE finejobs_jobs SET lease_expires_at = :deadline
+    WHERE id = ANY(CAST(:ids AS bigint[])) AND state = 'running' AND lease_owner = :owner
+      AND CAST(id AS text) || ':' || CAST(attempt AS text) = ANY(CAST(:keys AS text[]))
+    RETURNING id
     """
 )
 
@@ -179,9 +197,8 @@ def _rescue_sql(*, mine: bool, in_shard: bool = False) -> sa.TextClause:
             finished_at = CASE WHEN j.attempt >= j.max_attempts
                                  OR (j.expires_at IS NOT NULL AND j.expires_at <= :now)
                                THEN CAST(:now AS timestamptz) END,
-            errors = j.errors || jsonb_build_array(jsonb_build_object(
-                'attempt', j.attempt, 'at', CAST(:now_iso AS text), 'error', CAST(:error AS text),
-                'message', CAST(:message AS text), 'traceback', NULL, 'worker', j.lease_owner)),
+            errors = j.errors || {citus.error_entry(attempt="j.attempt", error="CAST(:error AS text)",
+                                                    message="CAST(:message AS text)", worker="j.lease_owner")},
             lease_owner = NULL,
             lease_expires_at = NULL
         WHERE {_in(in_shard, "j.")}j.id = ANY(ARRAY(SELECT id FROM stale))
@@ -196,6 +213,14 @@ _RESCUE_EXPIRED_LEASES = {False: _rescue_sql(mine=False), True: _rescue_sql(mine
 _RESCUE_MINE = _rescue_sql(mine=True)
 
 
+_RESCUE_MINE_IN_SHARD = _rescue_sql(mine=True, in_shard=True)  # Citus: one router statement a shard
+
+
+_SHARDS_OF_MINE = sa.text(
+    "SELECT shard FROM finejobs_jobs WHERE id = ANY(CAST(:ids AS bigint[])) AND state = 'running' "
+    "AND lease_owner = :owner GROUP BY shard")
+
+
 def _expire_sql(*, in_shard: bool) -> sa.TextClause:
     return sa.text(f"""
     WITH overdue AS (
@@ -206,9 +231,8 @@ def _expire_sql(*, in_shard: bool) -> sa.TextClause:
     )
     UPDATE finejobs_jobs j
     SET state = 'expired', finished_at = :now,
-        errors = j.errors || jsonb_build_array(jsonb_build_object(
-            'attempt', j.attempt, 'at', CAST(:now_iso AS text), 'error', 'Expired',
-            'message', 'not started before expires_at', 'traceback', NULL, 'worker', NULL))
+        errors = j.errors || {citus.error_entry(attempt="j.attempt", error="'Expired'",
+                                                message="'not started before expires_at'", worker="NULL")}
     WHERE {_in(in_shard, "j.")}j.id = ANY(ARRAY(SELECT id FROM overdue))
     RETURNING j.id, j.group_id
     """)
@@ -269,6 +293,10 @@ class HotPathStore(GroupStore):
             return []
         if len(shards) == 1:
             return self.job_claim(owner=owner, shard=shards[0], kinds=kinds, limit=share, lease=lease, now=now)
+        if self.citus:  # one router statement a shard: Citus refuses FOR UPDATE over several shards
+            return [job for shard in shards
+                    for job in self.job_claim(owner=owner, shard=shard, kinds=kinds, limit=share, lease=lease,
+                                              now=now)]
         params = {"owner": owner, "shards": list(shards), "kinds": list(kinds), "share": share, "now": now,
                   "lease_deadline": now + lease}
         rows = self._fast(_CLAIM_SHARDS, params)
@@ -277,7 +305,7 @@ class HotPathStore(GroupStore):
     def shard_list_pending(self) -> list[str]:
         """The shards that have waiting jobs (due or scheduled), in name order."""
         with self.transaction(autocommit=True) as conn:
-            return list(conn.execute(_PENDING_SHARDS).scalars())
+            return list(conn.execute(citus.PENDING_SHARDS if self.citus else _PENDING_SHARDS).scalars())
 
     def job_complete_many(self, outcomes: Sequence[Outcome], *, owner: str) -> set[int]:
         """Write many outcomes in one statement; returns the ids whose outcome was applied.
@@ -293,29 +321,31 @@ class HotPathStore(GroupStore):
                  "finished_at": o.finished_at.isoformat() if o.finished_at else None,
                  "error": o.error.to_json() if o.error else None, "result": o.result,
                  **({} if o.return_value is None else {"return_value": o.return_value})})
-        if len(by_shard) > _COMPLETE_SHARDS_APART:
+        on_citus = self.citus
+        if len(by_shard) > _COMPLETE_SHARDS_APART and not on_citus:  # Citus: always one (router) statement a shard
             # Outcomes of many shards (a worker serving many): one statement over every partition's primary
             # key costs less than a round trip per shard.
             by_shard = {None: [row for rows in by_shard.values() for row in rows]}
         if any(o.group_id is not None for o in outcomes):
-            return self._complete_grouped(by_shard, owner=owner, now=max(
+            return self._complete_grouped(by_shard, owner=owner, on_citus=on_citus, now=max(
                 (o.finished_at for o in outcomes if o.finished_at is not None), default=None))
         applied: set[int] = set()
         for shard, rows in by_shard.items():  # one statement per shard: each touches one partition
-            stmt = _complete_sql(in_shard=shard is not None, returns=any("return_value" in row for row in rows))
+            stmt = _complete_sql(in_shard=shard is not None, returns=any("return_value" in row for row in rows),
+                                 on_citus=on_citus)
             params = {"owner": owner, "rows": json.dumps(rows), "shard": shard}
             applied.update(r["id"] for r in self._fast(stmt, params))
         return applied
 
     def _complete_grouped(self, by_shard: dict[str | None, list[dict[str, Any]]], *, owner: str,
-                          now: datetime | None) -> set[int]:
+                          now: datetime | None, on_citus: bool = False) -> set[int]:
         """A batch with members of groups: the outcomes and the groups' counters in one transaction."""
         applied: set[int] = set()
         with self.transaction() as conn:
             changes = []
             for shard, rows in by_shard.items():
                 stmt = _complete_sql(in_shard=shard is not None, returns=any("return_value" in row for row in rows),
-                                     grouped=True)
+                                     grouped=True, on_citus=on_citus)
                 for r in _run(conn, stmt, {"owner": owner, "rows": json.dumps(rows), "shard": shard}):
                     applied.add(r["id"])
                     changes.append((r["group_id"], "running", r["state"]))
@@ -329,7 +359,11 @@ class HotPathStore(GroupStore):
         """Extend the leases of ``held`` (id -> attempt); returns the ids this worker still holds."""
         if not held:
             return set()
-        params = {"owner": owner, "ids": list(held), "attempts": list(held.values()), "deadline": now + lease}
+        params: dict[str, Any] = {"owner": owner, "ids": list(held), "deadline": now + lease}
+        if self.citus:
+            params["keys"] = [f"{job_id}:{attempt}" for job_id, attempt in held.items()]
+            return {r["id"] for r in self._fast(_HEARTBEAT_CITUS, params)}
+        params["attempts"] = list(held.values())
         return {r["id"] for r in self._fast(_HEARTBEAT, params)}
 
     def job_release(
@@ -341,7 +375,12 @@ class HotPathStore(GroupStore):
         params = {"owner": owner, "ids": list(ids), "now": now, "now_iso": now.isoformat(),
                   "limit": len(ids), "error": error, "message": message}
         with self.transaction() as conn:
-            rows = conn.execute(_RESCUE_MINE, params).all()
+            if self.citus:  # one router statement a shard
+                shards = conn.execute(_SHARDS_OF_MINE, params).scalars().all()
+                rows = [row for shard in shards
+                        for row in conn.execute(_RESCUE_MINE_IN_SHARD, {**params, "shard": shard}).all()]
+            else:
+                rows = list(conn.execute(_RESCUE_MINE, params).all())
             self.apply_group_changes(conn, [(r.group_id, "running", r.state) for r in rows], now=now)
         return {row.id: JobState(row.state) for row in rows}
 
@@ -356,7 +395,8 @@ class HotPathStore(GroupStore):
                   "message": "the worker's lease ran out before the job finished (worker died or hung)"}
         found: dict[int, JobState] = {}
         with self.transaction() as conn:
-            for shard in self._locked_shards(conn, _LOCK_RESCUE, _SHARD_LOCK_RESCUE, shards):
+            for shard in self._locked_shards(conn, _LOCK_RESCUE, _SHARD_LOCK_RESCUE, shards,
+                                             citus.SHARDS_WITH_LOST_LEASES, params):
                 rows = conn.execute(_RESCUE_EXPIRED_LEASES[shard is not None], {**params, "shard": shard}).all()
                 found.update((row.id, JobState(row.state)) for row in rows)
                 self.apply_group_changes(conn, [(r.group_id, "running", r.state) for r in rows], now=now)
@@ -367,7 +407,8 @@ class HotPathStore(GroupStore):
         params = {"now": now, "now_iso": now.isoformat(), "limit": limit}
         count = 0
         with self.transaction() as conn:
-            for shard in self._locked_shards(conn, _LOCK_EXPIRE, _SHARD_LOCK_EXPIRE, shards):
+            for shard in self._locked_shards(conn, _LOCK_EXPIRE, _SHARD_LOCK_EXPIRE, shards,
+                                             citus.SHARDS_WITH_OVERDUE, params):
                 rows = conn.execute(_EXPIRE_OVERDUE[shard is not None], {**params, "shard": shard}).all()
                 count += len(rows)
                 self.apply_group_changes(conn, [(r.group_id, "available", "expired") for r in rows], now=now)
@@ -382,8 +423,11 @@ class HotPathStore(GroupStore):
             if state not in FINAL_STATES:
                 raise ValueError(f"retention applies to final states only, not {state}")
         pruned: dict[str, int] = {}
+        finished = {"states": [state.value for state in retention],
+                    "cutoff": now - min(retention.values(), default=timedelta(0))}
         with self.transaction() as conn:
-            for shard in self._locked_shards(conn, _LOCK_PRUNE, _SHARD_LOCK_PRUNE, shards):
+            for shard in self._locked_shards(conn, _LOCK_PRUNE, _SHARD_LOCK_PRUNE, shards,
+                                             citus.SHARDS_WITH_FINISHED, finished):
                 for state, keep in retention.items():
                     params = {"state": state.value, "cutoff": now - keep, "limit": limit, "shard": shard}
                     result = conn.execute(_PRUNE[shard is not None], params)
@@ -391,15 +435,19 @@ class HotPathStore(GroupStore):
                         pruned[state.value] = pruned.get(state.value, 0) + result.rowcount
         return pruned
 
-    @staticmethod
     def _locked_shards(
-        conn: Connection, key: int, shard_key: int, shards: Sequence[str] | None
+        self, conn: Connection, key: int, shard_key: int, shards: Sequence[str] | None,
+        with_work: sa.TextClause, params: Mapping[str, Any],
     ) -> Iterator[str | None]:
         """The shards this transaction won the maintenance lock of (None: every shard, under one lock).
-        Another worker doing the same pass holds the lock: skip, it is being done."""
+        Another worker doing the same pass holds the lock: skip, it is being done. On Citus, every shard under
+        the one lock is named (``with_work`` finds those with work): each statement is then a router query."""
         if shards is None:
             if conn.execute(_TRY_LOCK, {"key": key}).scalar():
-                yield None
+                if not self.citus:
+                    yield None
+                    return
+                yield from list(conn.execute(with_work, params).scalars())
             return
         for shard in shards:
             if conn.execute(_TRY_SHARD_LOCK, {"key": shard_key, "shard_key": _shard_lock_key(shard)}).scalar():

@@ -18,6 +18,7 @@ from finejobs.errors import (
     JobNotFound,
 )
 from finejobs.jobs import Job, JobState, NewJob
+from finejobs.store import citus
 from finejobs.store._base import UserConnection, _run
 from finejobs.store.groups import GroupStore
 from finejobs.store.tables import NOTIFY_CHANNEL, jobs_table
@@ -94,6 +95,36 @@ def _insert_sql(*, traced: bool, grouped: bool = False, keyed: bool = True) -> s
     """)
 
 
+@functools.cache
+def _insert_one_sql(*, traced: bool, grouped: bool = False, keyed: bool = True) -> sa.TextClause:
+    # Citus (docs/citus.md): one job as INSERT ... VALUES, a fast-path router insert. The INSERT ... SELECT of
+    # _insert_sql takes Citus's INSERT ... SELECT path through the coordinator: about 7 ms a job against 2.7 ms
+    # (measured by hand on the test cluster, NOTIFY included). Same columns, conflict rule and result.
+    extra = [name for name, on in (("trace", traced), ("group_id", grouped)) if on]
+    values = {"trace": "CAST(:trace AS jsonb)", "group_id": "CAST(:group_id AS bigint)"}
+    return sa.text(f"""
+    WITH ins AS (
+        INSERT INTO finejobs_jobs (kind, shard, payload, priority, run_at, expires_at, max_attempts,
+                                   unique_key, created_at{"".join(f", {name}" for name in extra)})
+        VALUES (:kind, :shard, CAST(:payload AS jsonb), :priority, :run_at, :expires_at, :max_attempts,
+                :unique_key, :now{"".join(f", {values[name]}" for name in extra)})
+        {_ON_CONFLICT if keyed else ""}
+        RETURNING id, unique_key, shard, run_at, {"group_id" if grouped else "CAST(NULL AS bigint) AS group_id"}
+    )
+    SELECT id, unique_key, shard, group_id,
+           (SELECT count(pg_notify(:channel, d.shard))
+            FROM (SELECT DISTINCT shard FROM ins WHERE run_at <= :now) AS d) AS notified
+    FROM ins
+    """)
+
+
+def _one_params(job: NewJob) -> dict[str, Any]:
+    return {"kind": job.kind, "shard": job.shard, "payload": job.payload_json, "priority": job.priority,
+            "run_at": job.run_at, "expires_at": job.expires_at, "max_attempts": job.max_attempts,
+            "unique_key": job.unique_key, "trace": None if job.trace is None else json.dumps(job.trace),
+            "group_id": job.group_id}
+
+
 _SELECT_UNFINISHED_BY_KEYS = sa.text(
     """
     SELECT j.* FROM finejobs_jobs j
@@ -114,12 +145,11 @@ _STATS = sa.text(
 
 
 _CANCEL = sa.text(
-    """
+    f"""
     UPDATE finejobs_jobs
     SET state = 'cancelled', finished_at = :now, lease_owner = NULL, lease_expires_at = NULL,
-        errors = errors || jsonb_build_array(jsonb_build_object(
-            'attempt', attempt, 'at', CAST(:now_iso AS text), 'error', 'Cancelled',
-            'message', CAST(:reason AS text), 'traceback', NULL, 'worker', NULL))
+        errors = errors || {citus.error_entry(attempt="attempt", error="'Cancelled'",
+                                              message="CAST(:reason AS text)", worker="NULL")}
     WHERE id = :id AND state IN ('available', 'running')
     RETURNING *
     """
@@ -221,10 +251,15 @@ class JobRowsStore(GroupStore):
         result: list[Job | None] = [None] * len(jobs)
         for _ in range(5):  # a holder of a key can finish between insert and select: try again
             batch = [jobs[i] for i in pending]
-            stmt = _insert_sql(traced=any(j.trace is not None for j in batch),
-                               grouped=any(j.group_id is not None for j in batch),
-                               keyed=any(j.unique_key is not None for j in batch))
-            inserted = run(stmt, {"now": now, "rows": _rows_json(batch), "channel": NOTIFY_CHANNEL})
+            forms = {"traced": any(j.trace is not None for j in batch),
+                     "grouped": any(j.group_id is not None for j in batch),
+                     "keyed": any(j.unique_key is not None for j in batch)}
+            if len(batch) == 1 and self.citus:
+                inserted = run(_insert_one_sql(**forms), {"now": now, "channel": NOTIFY_CHANNEL,
+                                                          **_one_params(batch[0])})
+            else:
+                inserted = run(_insert_sql(**forms), {"now": now, "rows": _rows_json(batch),
+                                                      "channel": NOTIFY_CHANNEL})
             for new in inserted:
                 if new["group_id"] is not None:
                     joined[new["group_id"]] = joined.get(new["group_id"], 0) + 1

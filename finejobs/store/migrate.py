@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from finejobs.errors import (
     SchemaError,
 )
+from finejobs.store import citus
 from finejobs.store._base import StoreBase
 from finejobs.store.tables import _LOCK_MIGRATE, metadata, migrations_table
 
@@ -47,12 +48,19 @@ class MigrationStore(StoreBase):
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_MIGRATE})
             metadata.create_all(conn, tables=[migrations_table], checkfirst=True)
             done = set(conn.execute(sa.select(migrations_table.c.version)).scalars())
+            on_citus = self.citus
             for migration in available_migrations():
                 if migration.version in done or (target is not None and migration.version > target):
                     continue
-                conn.exec_driver_sql(migration.sql)
+                if on_citus:  # statement by statement (see citus.statements)
+                    for stmt in citus.statements(migration.sql):
+                        conn.exec_driver_sql(stmt)
+                else:
+                    conn.exec_driver_sql(migration.sql)
                 conn.execute(migrations_table.insert().values(version=migration.version, name=migration.name))
                 applied.append(migration.version)
+            if on_citus:
+                citus.distribute(conn)  # idempotent: the job table distributed by shard (docs/citus.md)
         return applied
 
     def schema_version(self) -> int | None:

@@ -18,6 +18,7 @@ psycopg prepares the statement. ``tests/integration/test_admin.py`` checks the p
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,7 @@ import sqlalchemy as sa
 
 from finejobs.filters import JobFilter
 from finejobs.jobs import Job, JobState
+from finejobs.store import citus
 from finejobs.store.groups import GroupStore
 from finejobs.store.tables import NOTIFY_CHANNEL
 
@@ -141,15 +143,16 @@ def _and(conditions: list[str]) -> str:
 _INDEXED = frozenset({"id", "shard", "kind", "run_at"})
 
 
-def _examine(*, seek: list[str], columns: list[str], descending: bool, limit: int) -> str:
+def _examine(*, seek: list[str], columns: list[str], descending: bool, limit: int, on_citus: bool = False) -> str:
     """A SELECT of the examined rows' id, shard and ``columns``: at most ``limit`` rows of those ``seek``
     selects, in id order. When the seek names a state but a check needs a column the state index does
     not hold, the ids come from an index-only scan of the state index and each row is then read by its
-    primary key (else the planner takes the primary key, in id order, and walks every other state's rows)."""
+    primary key (else the planner takes the primary key, in id order, and walks every other state's rows).
+    On Citus, always the plain form (Citus cannot push down a LIMIT in a lateral subquery over a CTE)."""
     order = "id DESC" if descending else "id"
     wanted = [c for c in columns if c not in ("id", "shard")]
     by_state = any(c.startswith("state ") for c in seek)
-    if not by_state or set(wanted) <= _INDEXED:
+    if on_citus or not by_state or set(wanted) <= _INDEXED:
         return (f"SELECT {', '.join(['id', 'shard', *wanted])} FROM finejobs_jobs WHERE {_and(seek)} "
                 f"ORDER BY {order} LIMIT {_count(limit, 'limit')}")
     return (f"SELECT k.id, k.shard, {', '.join('r.' + c for c in wanted)} FROM (SELECT id, shard FROM finejobs_jobs "
@@ -172,25 +175,28 @@ _HIT_ROWS = ("CROSS JOIN LATERAL (SELECT * FROM finejobs_jobs AS j WHERE j.id = 
 
 
 def page_statement(filt: JobFilter, *, now: datetime, before: int | None, limit: int, scan: int,
-                   schedule_id: int | None = None) -> tuple[sa.TextClause, dict[str, Any]]:
-    """The statement of ``job_page`` and its parameters (also for the plan tests)."""
+                   schedule_id: int | None = None, on_citus: bool = False) -> tuple[sa.TextClause, dict[str, Any]]:
+    """The statement of ``job_page`` and its parameters (also for the plan tests). On Citus it returns the
+    hits' ids and shards only (job_page then reads their rows): Citus cannot join them laterally."""
     w = _where(filt, now, schedule_id)
     seek = list(w.seek)
     if before is not None:
         seek.append("id < :before")
         w.params["before"] = before
+    examine = _examine(seek=seek, columns=w.columns, descending=True, limit=scan, on_citus=on_citus)
     stmt = sa.text(
-        f"WITH examined AS MATERIALIZED ({_examine(seek=seek, columns=w.columns, descending=True, limit=scan)}), "
+        f"WITH examined AS MATERIALIZED ({examine}), "
         f"hits AS MATERIALIZED (SELECT id, shard FROM examined WHERE {_and(w.check)} "
         f"ORDER BY id DESC LIMIT {_count(limit, 'limit') + 1}) "
-        "SELECT e.examined_low, e.examined_n, j.* "
+        f"SELECT e.examined_low, e.examined_n, {'hits.id, hits.shard' if on_citus else 'j.*'} "
         "FROM (SELECT min(id) AS examined_low, count(*) AS examined_n FROM examined) AS e "
-        f"LEFT JOIN (hits {_HIT_ROWS}) ON true ORDER BY j.id DESC")
+        + ("LEFT JOIN hits ON true ORDER BY hits.id DESC" if on_citus
+           else f"LEFT JOIN (hits {_HIT_ROWS}) ON true ORDER BY j.id DESC"))
     return stmt, w.params
 
 
 def count_statement(filt: JobFilter, *, now: datetime, cap: int, schedule_id: int | None = None,
-                    states: tuple[str, ...] | None = None, shard_seek: bool = True,
+                    states: tuple[str, ...] | None = None, shard_seek: bool = True, on_citus: bool = False,
                     ) -> tuple[sa.TextClause, dict[str, Any]]:
     """The statement of ``job_count`` (``states``: only jobs in these stored states; ``shard_seek``: the
     shard has a partition of its own, so seeking it prunes the others)."""
@@ -204,14 +210,15 @@ def count_statement(filt: JobFilter, *, now: datetime, cap: int, schedule_id: in
             columns.append("state")
     stmt = sa.text(
         f"SELECT count(*) FILTER (WHERE {_and(check)}) AS n, count(*) AS examined FROM ("
-        f"{_examine(seek=w.seek, columns=columns, descending=True, limit=cap)}) AS examined")
+        f"{_examine(seek=w.seek, columns=columns, descending=True, limit=cap, on_citus=on_citus)}) AS examined")
     return stmt, w.params
 
 
 def bulk_pick_statement(action: str, filt: JobFilter, *, now: datetime, after: int, limit: int, scan: int,
-                        schedule_id: int | None = None) -> tuple[sa.TextClause, dict[str, Any]]:
+                        schedule_id: int | None = None, on_citus: bool = False) -> tuple[sa.TextClause, dict[str, Any]]:
     """The first statement of a bulk batch: examine at most ``scan`` rows above ``after`` (oldest first),
-    lock (SKIP LOCKED) at most ``limit`` of those that match and may take the action."""
+    lock (SKIP LOCKED) at most ``limit`` of those that match and may take the action. On Citus the hits are
+    not locked here (Citus refuses FOR UPDATE across shards): the change, one shard at a time, locks them."""
     w = _where(filt, now, schedule_id)
     states = ACTION_STATES[action]
     check, columns = list(w.check), list(w.columns)
@@ -219,14 +226,16 @@ def bulk_pick_statement(action: str, filt: JobFilter, *, now: datetime, after: i
         check.append(_in(states))
         columns.append("state")
     w.params["after"] = after
-    examine = _examine(seek=[*w.seek, "id > :after"], columns=columns, descending=False, limit=scan)
+    examine = _examine(seek=[*w.seek, "id > :after"], columns=columns, descending=False, limit=scan,
+                       on_citus=on_citus)
     stmt = sa.text(
         f"WITH examined AS MATERIALIZED ({examine}), "
         f"hits AS MATERIALIZED (SELECT id, shard FROM examined WHERE {_and(check)} "
         f"ORDER BY id LIMIT {_count(limit, 'limit')}), "
-        "locked AS (SELECT l.id, l.shard FROM hits CROSS JOIN LATERAL (SELECT j.id, j.shard FROM finejobs_jobs AS j "
-        f"WHERE j.id = hits.id AND j.shard = hits.shard AND j.{_in(states)} LIMIT 1 FOR UPDATE SKIP LOCKED) AS l) "
-        "SELECT (SELECT max(id) FROM examined) AS examined_high, (SELECT count(*) FROM hits) AS matched, "
+        + ("locked AS (SELECT id, shard FROM hits) " if on_citus else
+           "locked AS (SELECT l.id, l.shard FROM hits CROSS JOIN LATERAL (SELECT j.id, j.shard FROM finejobs_jobs AS j "
+           f"WHERE j.id = hits.id AND j.shard = hits.shard AND j.{_in(states)} LIMIT 1 FOR UPDATE SKIP LOCKED) AS l) ")
+        + "SELECT (SELECT max(id) FROM examined) AS examined_high, (SELECT count(*) FROM hits) AS matched, "
         "(SELECT max(id) FROM hits) AS hits_high, locked.id, locked.shard "
         "FROM (SELECT 1) AS one LEFT JOIN locked ON true ORDER BY locked.id")
     return stmt, w.params
@@ -267,6 +276,11 @@ LAG_STATEMENT = sa.text(
     SELECT shard, min(run_at) AS oldest FROM g WHERE run_at <= :now GROUP BY shard
     """
 )
+# Citus refuses the recursive skip scan across shards; grouped by the distribution column, this runs on every
+# Citus shard at once (each reads its claim index's due entries).
+LAG_STATEMENT_CITUS = sa.text(
+    "SELECT shard, min(run_at) AS oldest FROM finejobs_jobs WHERE state = 'available' AND run_at <= :now "
+    "GROUP BY shard")
 
 
 @functools.lru_cache(maxsize=8)
@@ -312,15 +326,17 @@ _CHANGE = {
     # As JobRowsStore.job_cancel: a running handler's late outcome is then ignored.
     "cancel": sa.text(
         "UPDATE finejobs_jobs AS j SET state = 'cancelled', finished_at = :now, lease_owner = NULL, "
-        "lease_expires_at = NULL, errors = j.errors || jsonb_build_array(jsonb_build_object('attempt', j.attempt, "
-        "'at', CAST(:now_iso AS text), 'error', 'Cancelled', 'message', CAST(:reason AS text), 'traceback', NULL, "
-        f"'worker', NULL)) FROM finejobs_jobs AS o WHERE o.id = j.id AND o.shard = j.shard "
+        "lease_expires_at = NULL, errors = j.errors || "
+        + citus.error_entry(attempt="j.attempt", error="'Cancelled'", message="CAST(:reason AS text)", worker="NULL")
+        + " FROM finejobs_jobs AS o WHERE o.id = j.id AND o.shard = j.shard "
         f"AND {_BY_IDS} AND j.{_in(ACTION_STATES['cancel'])} "
         "RETURNING j.shard, j.run_at, j.group_id, o.state AS old_state, j.state AS new_state"),
     "delete": sa.text(
         f"DELETE FROM finejobs_jobs AS j WHERE {_BY_IDS} AND j.{_in(ACTION_STATES['delete'])} "
         "RETURNING j.shard, j.run_at, j.group_id, j.state AS old_state, NULL AS new_state"),
 }
+_ROWS_BY_IDS = sa.text(
+    "SELECT * FROM finejobs_jobs WHERE id = ANY(CAST(:ids AS bigint[])) AND shard = ANY(CAST(:shards AS text[]))")
 _NOTIFY = sa.text("SELECT count(pg_notify(:channel, s)) FROM unnest(CAST(:shards AS text[])) AS s")
 
 
@@ -337,9 +353,16 @@ class OperationsStore(GroupStore):
                  schedule_id: int | None = None) -> PageRows:
         """Up to ``limit`` matching jobs with ids below ``before``, newest first, examining at most ``scan``
         rows: when those ran out first, ``next_before`` says where the next page goes on."""
-        stmt, params = page_statement(filt, now=now, before=before, limit=limit, scan=scan, schedule_id=schedule_id)
+        on_citus = self.citus
+        stmt, params = page_statement(filt, now=now, before=before, limit=limit, scan=scan, schedule_id=schedule_id,
+                                      on_citus=on_citus)
         with self.transaction(autocommit=True) as conn:
-            rows = list(conn.execute(stmt, params).mappings())
+            rows: list[Mapping[Any, Any]] = list(conn.execute(stmt, params).mappings())
+            if on_citus:  # the hits' rows, by id (and shard: each Citus shard holding one is asked)
+                hits = [r for r in rows if r["id"] is not None]
+                full = {r["id"]: r for r in conn.execute(_ROWS_BY_IDS, {
+                    "ids": [r["id"] for r in hits], "shards": sorted({r["shard"] for r in hits})}).mappings()}
+                rows = [{**rows[0], **full[r["id"]]} for r in hits if r["id"] in full] or rows[:1]
         low, examined = rows[0]["examined_low"], int(rows[0]["examined_n"])
         jobs = [Job.from_row(r, now=now) for r in rows if r["id"] is not None]
         if len(jobs) > limit:
@@ -357,7 +380,7 @@ class OperationsStore(GroupStore):
         with self.transaction(autocommit=True) as conn:
             own = filt.shard is not None and bool(conn.execute(_OWN_PARTITION, {"shard": filt.shard}).scalar())
             stmt, params = count_statement(filt, now=now, cap=cap, schedule_id=schedule_id, states=states,
-                                           shard_seek=own)
+                                           shard_seek=own, on_citus=self.citus)
             row = conn.execute(stmt, params).one()
         return int(row.n), int(row.examined) >= cap
 
@@ -367,7 +390,7 @@ class OperationsStore(GroupStore):
         ``after``, at most ``limit`` matching jobs are locked (SKIP LOCKED: one a worker holds at that moment
         is left alone) and changed. A retry leaves alone a job whose unique_key an unfinished job holds."""
         stmt, params = bulk_pick_statement(action, filt, now=now, after=after, limit=limit, scan=scan,
-                                           schedule_id=schedule_id)
+                                           schedule_id=schedule_id, on_citus=self.citus)
         change = _CHANGE[action]
         with self.transaction() as conn:
             rows = list(conn.execute(stmt, params).mappings())
@@ -398,6 +421,11 @@ class OperationsStore(GroupStore):
                 values: dict[str, Any]) -> list[tuple[str, datetime]]:
         if not picked:
             return []
+        if self.citus and len({s for _, s in picked}) > 1:  # one router statement a shard
+            by_shard: dict[str, list[tuple[int, str]]] = {}
+            for one in picked:
+                by_shard.setdefault(one[1], []).append(one)
+            return [row for part in by_shard.values() for row in self._change(conn, change, part, values)]
         params = {**values, "ids": [i for i, _ in picked], "shards": sorted({s for _, s in picked})}
         rows = conn.execute(change, params).all()
         self.apply_group_changes(conn, [(r.group_id, r.old_state, r.new_state) for r in rows], now=values["now"])
@@ -432,7 +460,7 @@ class OperationsStore(GroupStore):
         """Per shard with due waiting jobs, the age in seconds of the oldest (a shard with none is left out)."""
         with self.transaction(autocommit=True) as conn:
             return {str(r.shard): max(0.0, (now - r.oldest).total_seconds())
-                    for r in conn.execute(LAG_STATEMENT, {"now": now})}
+                    for r in conn.execute(LAG_STATEMENT_CITUS if self.citus else LAG_STATEMENT, {"now": now})}
 
     def job_expiring(self, *, now: datetime, until: datetime, cap: int = 100_000) -> dict[str, int]:
         """Per shard, waiting jobs whose expires_at falls in [now, until) (at most ``cap`` in all)."""

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from finejobs.jobs import NewJob
+from finejobs.store import citus
 from finejobs.store._base import UserConnection, _run
 from finejobs.store.tables import _LOCK_PIPELINES
 
@@ -193,12 +194,11 @@ _SET_REDUCE_JOB = sa.text(f"""
     RETURNING {_PIPELINE_COLUMNS}
 """)
 
-_CANCEL_WAITING = sa.text("""
+_CANCEL_WAITING = sa.text(f"""
     UPDATE finejobs_jobs AS j
     SET state = 'cancelled', finished_at = :now,
-        errors = j.errors || jsonb_build_array(jsonb_build_object(
-            'attempt', j.attempt, 'at', CAST(:now_iso AS text), 'error', 'Cancelled',
-            'message', CAST(:reason AS text), 'traceback', NULL, 'worker', NULL))
+        errors = j.errors || {citus.error_entry(attempt="j.attempt", error="'Cancelled'",
+                                                message="CAST(:reason AS text)", worker="NULL")}
     WHERE j.shard = :shard AND j.state = 'available'
       AND j.id = ANY(ARRAY(SELECT c.job_id FROM finejobs_chunks c
                            WHERE c.pipeline_id = :pipeline_id AND c.state = 'queued' AND c.job_id IS NOT NULL

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 from finejobs.jobs import NewJob
+from finejobs.store import citus_schedules
 from finejobs.store._base import StoreBase, _run
 from finejobs.store.tables import NOTIFY_CHANNEL, schedules_table
 
@@ -332,9 +333,14 @@ def _schedule_columns(values: Mapping[str, Any]) -> dict[str, Any]:
 class ScheduleStore(StoreBase):
     """Schedule rows."""
 
+    def _schedule_rows(self, conn: sa.Connection, stmt: sa.TextClause, which: str,
+                       params: Mapping[str, Any]) -> Sequence[Mapping[Any, Any]]:
+        """The rows of a _SCHEDULE_SELECT statement (Citus: read in its own way, citus_schedules)."""
+        return citus_schedules.rows(conn, which, params) if self.citus else conn.execute(stmt, params).mappings().all()
+
     def schedule_get(self, *, name: str, now: datetime) -> ScheduleRow | None:
         with self.transaction(autocommit=True) as conn:
-            row = conn.execute(_SCHEDULE_GET, {"name": name, "now": now}).mappings().first()
+            row = next(iter(self._schedule_rows(conn, _SCHEDULE_GET, "get", {"name": name, "now": now})), None)
         return ScheduleRow.from_row(row) if row is not None else None
 
     def schedule_list(self, *, now: datetime, search: str | None = None) -> list[ScheduleRow]:
@@ -343,7 +349,7 @@ class ScheduleStore(StoreBase):
         if search:
             pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         with self.transaction(autocommit=True) as conn:
-            rows = conn.execute(_SCHEDULE_LIST, {"pattern": pattern, "now": now}).mappings().all()
+            rows = self._schedule_rows(conn, _SCHEDULE_LIST, "list", {"pattern": pattern, "now": now})
         return [ScheduleRow.from_row(r) for r in rows]
 
     def schedule_insert(self, *, values: Mapping[str, Any], now: datetime) -> int | None:
@@ -390,7 +396,7 @@ class ScheduleStore(StoreBase):
     def schedule_due(self, *, now: datetime, limit: int = 100) -> list[ScheduleRow]:
         """Active schedules whose next fire time has come, the most overdue first."""
         with self.transaction(autocommit=True) as conn:
-            rows = conn.execute(_SCHEDULE_DUE, {"now": now, "limit": limit}).mappings().all()
+            rows = self._schedule_rows(conn, _SCHEDULE_DUE, "due", {"now": now, "limit": limit})
         return [ScheduleRow.from_row(r) for r in rows]
 
     def schedule_fire_due(self, *, now: datetime, limit: int, passed: Sequence[int],
@@ -455,7 +461,7 @@ class ScheduleStore(StoreBase):
     def schedule_waiting(self, *, now: datetime) -> list[ScheduleRow]:
         """Adaptive schedules whose last run has finished (or is gone) and that have no next fire yet."""
         with self.transaction(autocommit=True) as conn:
-            rows = conn.execute(_SCHEDULE_WAITING, {"now": now}).mappings().all()
+            rows = self._schedule_rows(conn, _SCHEDULE_WAITING, "waiting", {"now": now})
         return [ScheduleRow.from_row(r) for r in rows]
 
     def schedule_fire(

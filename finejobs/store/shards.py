@@ -23,7 +23,9 @@ from finejobs.errors import (
     InvalidJobOptions,
 )
 from finejobs.sharding import validate_partition_shard, validate_shard_name
+from finejobs.store import citus
 from finejobs.store._base import _DATABASE_ID
+from finejobs.store.citus_ops import CitusJobOps
 from finejobs.store.hot import HotPathStore
 from finejobs.store.operations import OperationsStore
 from finejobs.store.tables import _LOCK_SHARDS, DEFAULT_PARTITION, NOTIFY_CHANNEL, jobs_table, shard_moves_table
@@ -138,6 +140,12 @@ _MOVED_PRESENT = sa.text(
 )
 
 
+def _move_refused() -> FinejobsError:
+    return citus.refuse(
+        "finejobs shards move", "move the Citus shard that holds it with citus_move_shard_placement, or spread them "
+        "all with citus_rebalance_start(); to move a shard to another finejobs database, run it from a plain one")
+
+
 def _shard_partitions(conn: Connection) -> dict[str, str]:
     found = {}
     for row in conn.execute(_PARTITIONS):
@@ -160,7 +168,7 @@ def _copy_back(cur: psycopg.Cursor[Any]) -> int:
 SHARD_COUNT_CAP = 100_000
 
 
-class ShardStore(HotPathStore, OperationsStore):
+class ShardStore(CitusJobOps, HotPathStore, OperationsStore):
     """Partitions and moves."""
 
     def database_id(self) -> str:
@@ -206,6 +214,10 @@ class ShardStore(HotPathStore, OperationsStore):
         """
         if isinstance(names, str):
             raise TypeError("names must be a sequence of shard names, not a single string")
+        if self.citus:
+            raise citus.refuse("a partition of a shard's own (finejobs shards add)",
+                               "Citus places each shard already; to give a busy shard a Citus shard of its own, "
+                               "use isolate_tenant_to_new_shard('finejobs_jobs', 'NAME', 'CASCADE')")
         partitions = {name: validate_partition_shard(name) for name in names}
         added: list[str] = []
         for name, partition in partitions.items():
@@ -235,6 +247,8 @@ class ShardStore(HotPathStore, OperationsStore):
         Refused while the shard has unfinished jobs (waiting or running), or when it has no partition.
         """
         validate_shard_name(name)
+        if self.citus:
+            raise citus.refuse("finejobs shards drop", "finejobs shards add is not either: no shard has a partition")
         with self._shard_ddl(lock_timeout) as (conn, cur):
             partition = _shard_partitions(conn).get(name)
             if partition is None:
@@ -284,6 +298,8 @@ class ShardStore(HotPathStore, OperationsStore):
 
     def shard_move_stage(self, *, shard: str, target: str, limit: int, now: datetime) -> int:
         """Move up to ``limit`` waiting jobs of ``shard`` into the outbox, bound for ``target``."""
+        if self.citus:
+            raise _move_refused()
         with self.transaction(autocommit=True) as conn:
             return len(conn.execute(_MOVE_STAGE, {"shard": shard, "target": target, "limit": limit,
                                                   "now": now}).all())
@@ -305,6 +321,8 @@ class ShardStore(HotPathStore, OperationsStore):
         Returns (inserted now, present: inserted now or by an earlier attempt). The rest were merged into
         an unfinished job here holding the same unique_key.
         """
+        if self.citus:
+            raise _move_refused()
         if not rows:
             return 0, 0
         keys = [f"{source}/{r['id']}" for r in rows]
