@@ -107,16 +107,21 @@ class CrashReport:
 # ---------------------------------------------------------------- the database
 
 
+def prepare_crash_database(url: str) -> None:
+    """Migrate ``url`` and add the ``crash_events`` table the workers write their events to."""
+    q = make_queue(url)
+    q.migrate()
+    q.close()
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        conn.execute(EVENTS_DDL)
+
+
 @contextmanager
 def crash_database(server_url: str, *, keep: bool = False) -> Iterator[str]:
     """A database of the suite's own on the server, migrated, with the ``crash_events`` table."""
     url = devdb.create_database(server_url, prefix="finejobs_crash")
     try:
-        q = make_queue(url)
-        q.migrate()
-        q.close()
-        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
-            conn.execute(EVENTS_DDL)
+        prepare_crash_database(url)
         yield url
     finally:
         if not keep:

@@ -60,6 +60,19 @@ _ON_CONFLICT = """ON CONFLICT (shard, unique_key) WHERE unique_key IS NOT NULL A
         DO NOTHING"""
 
 
+def _insert_tail(*, grouped: bool, keyed: bool) -> str:
+    """What both insert statements end with: the conflict rule, the rows returned, one NOTIFY per shard that got
+    a due job (an uncorrelated subquery runs once)."""
+    group = "group_id" if grouped else "CAST(NULL AS bigint) AS group_id"
+    return f"""{_ON_CONFLICT if keyed else ""}
+        RETURNING id, unique_key, shard, run_at, {group}
+    )
+    SELECT id, unique_key, shard, group_id,
+           (SELECT count(pg_notify(:channel, d.shard))
+            FROM (SELECT DISTINCT shard FROM ins WHERE run_at <= :now) AS d) AS notified
+    FROM ins"""
+
+
 @functools.cache
 def _insert_sql(*, traced: bool, grouped: bool = False, keyed: bool = True) -> sa.TextClause:
     # One JSON array in, one row per element: much cheaper to bind than eight typed arrays. The same
@@ -85,13 +98,7 @@ def _insert_sql(*, traced: bool, grouped: bool = False, keyed: bool = True) -> s
              WITH ORDINALITY AS u(kind, shard, payload, priority, run_at, expires_at, max_attempts, unique_key{cols},
                                   ord)
         ORDER BY u.ord
-        {_ON_CONFLICT if keyed else ""}
-        RETURNING id, unique_key, shard, run_at, {"group_id" if grouped else "CAST(NULL AS bigint) AS group_id"}
-    )
-    SELECT id, unique_key, shard, group_id,
-           (SELECT count(pg_notify(:channel, d.shard))
-            FROM (SELECT DISTINCT shard FROM ins WHERE run_at <= :now) AS d) AS notified
-    FROM ins
+        {_insert_tail(grouped=grouped, keyed=keyed)}
     """)
 
 
@@ -108,13 +115,7 @@ def _insert_one_sql(*, traced: bool, grouped: bool = False, keyed: bool = True) 
                                    unique_key, created_at{"".join(f", {name}" for name in extra)})
         VALUES (:kind, :shard, CAST(:payload AS jsonb), :priority, :run_at, :expires_at, :max_attempts,
                 :unique_key, :now{"".join(f", {values[name]}" for name in extra)})
-        {_ON_CONFLICT if keyed else ""}
-        RETURNING id, unique_key, shard, run_at, {"group_id" if grouped else "CAST(NULL AS bigint) AS group_id"}
-    )
-    SELECT id, unique_key, shard, group_id,
-           (SELECT count(pg_notify(:channel, d.shard))
-            FROM (SELECT DISTINCT shard FROM ins WHERE run_at <= :now) AS d) AS notified
-    FROM ins
+        {_insert_tail(grouped=grouped, keyed=keyed)}
     """)
 
 

@@ -6,12 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import psycopg
 import pytest
 
 import bench.crash
-from bench.crash import EVENTS_DDL, make_queue, run_crash_suite
-from finejobs.store import libpq_url
+from bench.crash import prepare_crash_database, run_crash_suite
 
 from .conftest import create_citus_database, drop_citus_database
 
@@ -22,11 +20,7 @@ def _citus_crash_database(server_url: str, *, keep: bool = False) -> Iterator[st
     table: the workers write their events there)."""
     url = create_citus_database(prefix="finejobs_citus_crash")
     try:
-        q = make_queue(url)
-        q.migrate()
-        q.close()
-        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
-            conn.execute(EVENTS_DDL)
+        prepare_crash_database(url)
         yield url
     finally:
         if not keep:
