@@ -8,7 +8,9 @@ no reply within the service's timeout                -> failed, 'timeout'    (on
 HTTP error status, not JSON, wrong content type,
 missing or unknown code, connection refused          -> failed, ServiceError (on_error)
 ```
-One log line per run (logger ``finejobs.services``): service, code, message, error details, duration.
+Each call carries ``X-Finejobs-Job-Id`` (the run's job id) and ``X-Finejobs-Attempt``, for the service's own
+logs and deduplication. One log line per run (logger ``finejobs.services``): service, code, message, error
+details, duration.
 Endpoints may carry credentials (``user:pass@``, tokens in the query string): only ``mask_endpoint``'s form
 of them is ever logged or put in an error. The whole call (connect, send, reply) is bounded by the
 service's ``timeout``; httpx's connect, read, write and pool timeouts are set to it as well.
@@ -27,6 +29,7 @@ import httpx
 import pydantic
 
 from finejobs._version import __version__
+from finejobs.jobs import JobContext
 from finejobs.limits import cap, log_safe
 from finejobs.outcomes import Idle
 
@@ -99,11 +102,11 @@ def mask_endpoint(url: str) -> str:
         return "***"
 
 
-async def run_service(call: ServiceCall) -> object:
+async def run_service(call: ServiceCall, context: JobContext | None = None) -> object:
     """The handler of the built-in kind: one POST, its reply mapped to an outcome (see the module doc)."""
     started = time.monotonic()
     try:
-        reply = await post(call)
+        reply = await post(call, context)
     except ServiceTimeout as exc:
         _log_line(call.service, "timeout", str(exc), None, time.monotonic() - started)
         raise
@@ -119,8 +122,9 @@ async def run_service(call: ServiceCall) -> object:
     return {"code": code, "message": message}
 
 
-async def post(call: ServiceCall) -> tuple[str, str, Any]:
-    """POST ``call.parameters`` to the endpoint; the reply's (code, message, error_details).
+async def post(call: ServiceCall, context: JobContext | None = None) -> tuple[str, str, Any]:
+    """POST ``call.parameters`` to the endpoint (naming the job of ``context`` in two headers); the reply's
+    (code, message, error_details).
 
     ServiceTimeout when no complete reply comes within ``call.timeout``; ServiceError for everything
     else that is not a usable reply."""
@@ -128,6 +132,8 @@ async def post(call: ServiceCall) -> tuple[str, str, Any]:
     seconds = call.timeout
     limits = httpx.Timeout(seconds, connect=seconds, read=seconds, write=seconds, pool=seconds)
     headers = {"Accept": "application/json", "User-Agent": f"finejobs/{__version__}"}
+    if context is not None:
+        headers |= {"X-Finejobs-Job-Id": str(context.job.id), "X-Finejobs-Attempt": str(context.attempt)}
     try:
         async with asyncio.timeout(seconds), httpx.AsyncClient(timeout=limits, follow_redirects=False) as client:
             response = await client.post(call.endpoint, json=call.parameters, headers=headers)

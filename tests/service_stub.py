@@ -1,6 +1,6 @@
 """A real HTTP server on 127.0.0.1 for the HTTP services tests: one path per kind of reply.
 
-Every POST is recorded (path, JSON body, start and end on time.monotonic) so tests can check what was sent
+Every POST is recorded (path, JSON body, headers, start and end on time.monotonic) so tests can check what was sent
 and that calls of a service never overlapped.
 """
 
@@ -43,6 +43,7 @@ class Call:
     body: Any
     start: float
     end: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -73,7 +74,7 @@ def serve() -> Iterator[Stub]:
             length = int(self.headers.get("content-length") or 0)
             raw = self.rfile.read(length)
             path = self.path.split("?", 1)[0]
-            call = Call(path, json.loads(raw) if raw else None, start)
+            call = Call(path, json.loads(raw) if raw else None, start, headers=dict(self.headers.items()))
             with stub.lock:
                 stub.calls.append(call)
             if path == "/slow":

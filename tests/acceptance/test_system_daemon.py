@@ -1,11 +1,17 @@
 """Acceptance: examples/system_daemon, two daemon processes against a local HTTP service (127.0.0.1).
 
 The service answers, call after call: success, idle, error, slowly (past the timeout), a body that is not JSON,
-HTTP 500, then success. Each call's start and end are recorded. Checked: the wait chosen after each outcome
-(on the server's clock, and exactly from the jobs: next fire = previous finish + that outcome's interval), that
-calls of the ``allow_concurrency: false`` service never overlap, that the six maintenance tasks run on their
-plan without two runs of one task at once, and that the purge keeps the last month. The daemons run with
-``--time-scale 0.01`` (300 s become 3 s; the service's intervals 0.5 s to 2 s, its timeout 0.3 s)."""
+HTTP 500, then success. Each call is tied to its job by the ``X-Finejobs-Job-Id`` header. Checked: each answer's
+outcome, the wait chosen after each outcome (exactly from the jobs: next fire = previous finish + that outcome's
+interval; and on the server's clock, never early), that calls of the ``allow_concurrency: false`` service never
+overlap, that the six maintenance tasks run on their plan without two runs of one task at once, and that the
+purge keeps the last month. The daemons run with ``--time-scale 0.01`` (300 s become 3 s; the service's
+intervals 0.5 s to 2 s, its timeout 0.3 s).
+
+A loaded machine can make a quick answer miss that 0.3 s timeout (the server saw the request after its caller
+had given up, or never saw it). That is a true timeout, so the test accepts it only when it was one (the reply
+came no earlier than the caller's deadline, or there was no call at all) and offers the answer again, so that
+every answer of the script is still seen with its own outcome."""
 
 from __future__ import annotations
 
@@ -22,11 +28,12 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
 from examples.system_daemon import app
-from finejobs.store import normalize_url
+from finejobs.store import libpq_url, normalize_url
 
 from .helpers import REPO_ROOT, Db, WorkerProcess, cli_env, run_cli, wait_for
 
@@ -50,35 +57,46 @@ class Call:
     start: float
     end: float
     body: Any
+    job: int  # the X-Finejobs-Job-Id header
+
+
+def outcome_of(conn: psycopg.Connection[tuple[Any, ...]], job_id: int) -> str | None:
+    """The schedule outcome of a finished job (from its state and result); None while it is unfinished."""
+    row = conn.execute("SELECT state, result FROM finejobs_jobs WHERE id = %s", (job_id,)).fetchone()
+    assert row is not None, f"the call named job {job_id}, which does not exist"
+    outcomes = {("succeeded", None): "success", ("succeeded", "idle"): "idle", ("failed", None): "error",
+                ("failed", "timeout"): "timeout"}
+    return outcomes[row] if row[0] in ("succeeded", "failed") else None
 
 
 class Service:
-    """A local HTTP endpoint that answers by SCRIPT and records every call."""
+    """A local HTTP endpoint that answers by SCRIPT and records every call.
 
-    def __init__(self) -> None:
+    The next answer is the first one of SCRIPT not yet seen by its caller with its own outcome (read from the
+    job): one the caller missed (a timeout on a loaded machine) is offered again."""
+
+    def __init__(self, database_url: str) -> None:
         self.calls: list[Call] = []
         self.lock = threading.Lock()
-        self.in_flight = 0
-        self.most_in_flight = 0
+        self.db = psycopg.connect(libpq_url(database_url), autocommit=True)
         service = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 start = time.time()
-                with service.lock:
-                    index = len(service.calls) + service.in_flight
-                    service.in_flight += 1
-                    service.most_in_flight = max(service.most_in_flight, service.in_flight)
+                job = int(self.headers.get("X-Finejobs-Job-Id", "0"))
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"null")
-                answer = SCRIPT[index] if index < len(SCRIPT) else "success"
+                with service.lock:
+                    answered = service.position()
+                    index = len(service.calls)
+                answer = SCRIPT[answered] if answered < len(SCRIPT) else "success"
                 try:
                     self._answer(answer)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the slow call: the caller gave up at its timeout
                 finally:
                     with service.lock:
-                        service.in_flight -= 1
-                        service.calls.append(Call(index, answer, start, time.time(), body))
+                        service.calls.append(Call(index, answer, start, time.time(), body, job))
 
             def _answer(self, answer: str) -> None:
                 if answer == "slow":
@@ -108,18 +126,33 @@ class Service:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def position(self) -> int:
+        """How many answers of SCRIPT their callers have seen with their own outcome (call under the lock)."""
+        seen = 0
+        for call in self.calls:
+            if seen < len(SCRIPT) and call.answer == SCRIPT[seen] and \
+                    outcome_of(self.db, call.job) == OUTCOME[call.answer]:
+                seen += 1
+        return seen
+
     def finished(self) -> list[Call]:
         with self.lock:
             return sorted(self.calls, key=lambda c: c.start)
 
+    def done(self) -> bool:
+        """Every answer of SCRIPT seen, and one call after them."""
+        with self.lock:
+            return self.position() == len(SCRIPT) and self.calls[-1].answer == "success"
+
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        self.db.close()
 
 
 @pytest.fixture
-def service() -> Iterator[Service]:
-    stub = Service()
+def service(clean_db: str) -> Iterator[Service]:
+    stub = Service(clean_db)
     yield stub
     stub.stop()
 
@@ -171,7 +204,7 @@ def test_two_daemons_run_the_plan_and_call_the_service_by_its_outcomes(
         for daemon in daemons:
             wait_for(lambda d=daemon: "started:" in d.log, timeout=20, what=f"{daemon.application_name} start",  # type: ignore[misc]
                      context=daemon.describe)
-        wait_for(lambda: len(service.finished()) >= len(SCRIPT) + 1, timeout=25, what="the service's calls",
+        wait_for(service.done, timeout=30, what="the service's calls",
                  context=lambda: "\n".join(d.describe() for d in daemons))
         # The daily tasks, run now by an operator (their 00:00 and 01:00 ticks are hours away).
         for name in ("PURGE_DATABASE", "EXPIRED_ADMISSIONS"):
@@ -194,7 +227,6 @@ def test_two_daemons_run_the_plan_and_call_the_service_by_its_outcomes(
 
 
 def _check_the_service(jobdb: Db, calls: list[Call]) -> None:
-    assert [c.answer for c in calls[:len(SCRIPT)]] == SCRIPT
     assert all(c.body == {"batch": 50, "program": "heart-failure"} for c in calls)
     # Never two calls at once (the server's view), the slow one included: it ran past its caller's timeout.
     for before, after in pairwise(calls):
@@ -203,31 +235,37 @@ def _check_the_service(jobdb: Db, calls: list[Call]) -> None:
         "SELECT j.id, j.state, j.result, j.errors, j.fire_at, j.started_at, j.finished_at FROM finejobs_jobs j "
         "JOIN finejobs_schedules s ON s.id = j.schedule_id WHERE s.name = 'service:TELEMONITORING_SYNC' "
         "ORDER BY j.fire_at").fetchall()
-    assert len(jobs) >= len(SCRIPT) + 1
-    # The wait after each outcome, on the server's clock: from the end of a call to the start of the next. The slow
-    # call ends, for its caller, at the caller's timeout: that moment is its job's finish (the daemons' clock is
-    # this machine's), not the server's start plus the timeout: the caller's clock starts before the server sees
-    # the request, and on a loaded machine the server's handler thread may even start after the caller gave up.
-    for i, (before, after) in enumerate(list(pairwise(calls))[:len(SCRIPT)]):
-        interval = INTERVALS[OUTCOME[before.answer]]
-        ended = jobs[i][6].timestamp() if before.answer == "slow" else before.end
-        assert before.answer != "slow" or jobs[i][2] == "timeout", jobs[i]  # the slow call's own job
-        gap = after.start - ended
-        assert interval - EARLY <= gap, \
-            f"after {before.answer}: waited {gap:.3f}s, expected {interval:.3f}s ({OUTCOME[before.answer]})"
-    # ... and exactly, from the jobs: each next fire is the previous run's finish plus its outcome's interval.
-    expected = [("succeeded", None, None), ("succeeded", "idle", None), ("failed", None, "vendor platform down"),
-                ("failed", "timeout", "ServiceTimeout"), ("failed", None, "not application/json"),
-                ("failed", None, "HTTP 500")]
-    for job, (state, result, error) in zip(jobs, expected, strict=False):
-        assert (job[1], job[2]) == (state, result), job
-        if error is not None:
-            last = job[3][-1]
-            assert error in f"{last['error']}: {last['message']}", last
-    for (earlier, later), answer in zip(pairwise(jobs), SCRIPT, strict=False):
-        outcome = OUTCOME[answer]
-        assert later[4] - earlier[6] == timedelta(seconds=INTERVALS[outcome]), (outcome, earlier, later)
+    by_job = {c.job: c for c in calls}
+    assert len(by_job) == len(calls) and set(by_job) <= {j[0] for j in jobs}, "each call names its own job"
+    outcomes = [outcome_of(jobdb.conn, j[0]) for j in jobs]
+    if None in outcomes:  # the daemons stopped before it ran or finished: it and the later ones are not checked
+        jobs, outcomes = jobs[:outcomes.index(None)], outcomes[:outcomes.index(None)]
+    seen: list[str] = []
+    for job, outcome in zip(jobs, outcomes, strict=True):
+        call = by_job.get(job[0])
+        if call is None:  # the caller gave up before the server read a request
+            assert outcome == "timeout", (outcome, job)
+        elif outcome == OUTCOME[call.answer]:
+            seen.append(call.answer)
+            words = {"error": "ServiceError: vendor platform down", "slow": "ServiceTimeout: no reply from",
+                     "not-json": "not application/json", "http-500": "HTTP 500"}.get(call.answer)
+            if words is not None:
+                error = job[3][-1]
+                assert words in f"{error['error']}: {error['message']}", error
+        else:  # a timeout on a loaded machine: only if the reply was not there by the caller's deadline
+            assert outcome == "timeout" and call.answer != "slow", (call, outcome, job)
+            assert call.end >= job[5].timestamp() + TIMEOUT - EARLY, (call, job)
+    assert seen[:len(SCRIPT)] == SCRIPT and set(seen[len(SCRIPT):]) == {"success"}, (seen, calls, outcomes)
+    # The wait after each outcome, exactly from the jobs: each next fire is the previous finish plus the interval
+    # of the previous outcome; and on the server's clock the next call never came before that.
+    for (earlier, later), outcome in zip(pairwise(jobs), outcomes, strict=False):
+        assert outcome is not None
+        interval = INTERVALS[outcome]
+        assert later[4] - earlier[6] == timedelta(seconds=interval), (outcome, earlier, later)
         assert later[5] >= earlier[6], "a run started before the previous one finished"
+        if (call := by_job.get(later[0])) is not None:
+            gap = call.start - earlier[6].timestamp()
+            assert interval - EARLY <= gap, f"after {outcome}: waited {gap:.3f}s, expected {interval:.3f}s"
 
 
 def _check_the_tasks(jobdb: Db, appdb: sa.Engine) -> None:

@@ -100,7 +100,9 @@ def test_each_reply_is_mapped_to_its_outcome_and_interval(queue: Queue, clock: F
     assert success.return_value == {"code": "success", "message": "synced 3 devices"}
     idle = queue.get(queue.schedules.runs("service:svc1")[0].job_id)  # idle, and its message kept too
     assert (idle.result, idle.return_value) == ("idle", {"code": "idle", "message": "nothing to do"})
-    assert [c.body for c in stub.of("/success")][-1] == {"case": "/success", "n": 0}  # the parameters, as JSON
+    last = stub.of("/success")[-1]
+    assert last.body == {"case": "/success", "n": 0}  # the parameters, as JSON
+    assert (last.headers["X-Finejobs-Job-Id"], last.headers["X-Finejobs-Attempt"]) == (str(success.id), "1")
     lines = [r.getMessage() for r in caplog.records if r.name == "finejobs.services"]
     assert len(lines) == len(CASES)  # one line per run
     assert any(line.startswith("service=svc2 code=error message=gateway down error_details=[\"device 7")
