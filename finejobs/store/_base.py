@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Self
 
@@ -142,6 +142,20 @@ class Notifications:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _dict_rows(cursor: Any) -> Callable[[Sequence[Any]], dict[str, Any]]:
+    """psycopg's dict_row without its column descriptions: the names straight from the result (finejobs' own
+    statements, ASCII column names). A few microseconds a statement on the hot path."""
+    result = cursor.pgresult
+    if result is None or not result.nfields:
+        return dict_row(cursor)
+    names = [result.fname(i).decode() for i in range(result.nfields)]
+
+    def make(values: Sequence[Any]) -> dict[str, Any]:
+        return dict(zip(names, values, strict=True))
+
+    return make
 
 
 def _fetch_all(cur: psycopg.Cursor[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -308,7 +322,7 @@ class StoreBase:
                 assert isinstance(driver, psycopg.Connection)
                 driver.autocommit = True
                 try:
-                    with driver.cursor(row_factory=dict_row) as cur:
+                    with driver.cursor(row_factory=_dict_rows) as cur:
                         cur.execute(_compiled_for_psycopg(stmt), params)
                         return _fetch_all(cur)
                 finally:
