@@ -56,6 +56,7 @@ class Executing:
     _stopping: threading.Event
     _pool: HandlerPool[Running] | None
     _loop: asyncio.AbstractEventLoop | None
+    _tasks: set[asyncio.Task[None]]
 
     def _launch_record(self, job: Job) -> Running | None:
         """Track a claimed job; None if it must not run (it expired meanwhile), its outcome then settled."""
@@ -76,19 +77,33 @@ class Executing:
             self._running[job.id] = run
         return run
 
-    def _launch(self, job: Job) -> None:
-        run = self._launch_record(job)
-        if run is None:
-            return
-        if self._stopping.is_set():
-            self._settle(run, outcomes.released(job, now=self.clock()), None)
-            self._finish(run)
-        elif run.kind.is_async:
+    def _launch(self, jobs: list[Job]) -> None:
+        """Start what was claimed: sync handlers on the pool, async ones as tasks on the event loop, all of a
+        claim's in one hand-over to the loop (one wake-up of its thread, no Future per job)."""
+        tasks: list[Running] = []
+        for job in jobs:
+            run = self._launch_record(job)
+            if run is None:
+                continue
+            if self._stopping.is_set():
+                self._settle(run, outcomes.released(job, now=self.clock()), None)
+                self._finish(run)
+            elif run.kind.is_async:
+                tasks.append(run)
+            else:
+                assert self._pool is not None
+                self._pool.submit(run)
+        if tasks:
             assert self._loop is not None
-            asyncio.run_coroutine_threadsafe(self._execute_async(run), self._loop)
-        else:
-            assert self._pool is not None
-            self._pool.submit(run)
+            self._loop.call_soon_threadsafe(self._start_tasks, tasks)
+
+    def _start_tasks(self, runs: list[Running]) -> None:
+        """On the event loop: a task per job, held until it ends (the loop keeps only weak references)."""
+        assert self._loop is not None
+        for run in runs:
+            task = self._loop.create_task(self._execute_async(run))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def _call_args(self, run: Running) -> tuple[Any, ...]:
         try:

@@ -177,6 +177,7 @@ class Worker(Claiming, Executing):
         self._fatal: tuple[str, BaseException] | None = None
         self._pool: HandlerPool[Running] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # the async handlers running on it
         self._loop_thread: threading.Thread | None = None
         self._thread: threading.Thread | None = None
         self.stats = {"claimed": 0, "succeeded": 0, "retried": 0, "failed": 0, "expired": 0,
@@ -315,8 +316,7 @@ class Worker(Claiming, Executing):
                 log.warning("producer: %s; retrying in %.1fs", exc, wait)
                 self._stopping.wait(wait)
                 continue
-            for job in jobs:
-                self._launch(job)
+            self._launch(jobs)
             if len(jobs) < limit:
                 self._wake.wait(self.poll_interval * random.uniform(0.8, 1.2))
             else:
