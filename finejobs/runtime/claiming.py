@@ -186,11 +186,14 @@ class Claiming:
         return claimed
 
     def _claim_window(self, order: list[str], kinds: list[str], limit: int, now: datetime) -> list[Job]:
-        share = limit // len(order)
-        claimed = self.store.job_claim_shards(owner=self.worker_id, shards=order, kinds=kinds, share=share,
+        # The slots split as evenly as they go (the first shards of the window one more), so that one statement
+        # can fill them all: 25 slots over 4 shards are 7, 6, 6, 6, not 6 each and a statement for the last one.
+        base, extra = divmod(limit, len(order))
+        shares = [base + (1 if i < extra else 0) for i in range(len(order))]
+        claimed = self.store.job_claim_shards(owner=self.worker_id, shards=order, kinds=kinds, share=shares,
                                               lease=self.lease, now=now)
         taken = Counter(job.shard for job in claimed)
-        more = [shard for shard in order if taken[shard] == share]  # they may have more waiting
+        more = [shard for shard, n in zip(order, shares, strict=True) if n and taken[shard] == n]  # may have more
         for shard in more:
             room = limit - len(claimed)
             if room <= 0:

@@ -64,14 +64,14 @@ _CLAIM_SHARDS = sa.text(
     """
     WITH picked AS MATERIALIZED (
         SELECT p.id
-        FROM unnest(CAST(:shards AS text[])) AS s(shard)
+        FROM unnest(CAST(:shards AS text[]), CAST(:shares AS integer[])) AS s(shard, share)
         CROSS JOIN LATERAL (
             SELECT c.id FROM finejobs_jobs c
             WHERE c.state = 'available' AND c.shard = s.shard AND c.run_at <= :now
               AND c.kind = ANY(CAST(:kinds AS text[]))
               AND (c.expires_at IS NULL OR c.expires_at > :now)
             ORDER BY c.priority DESC, c.run_at, c.id
-            LIMIT :share
+            LIMIT s.share
             FOR UPDATE SKIP LOCKED
         ) AS p
     )
@@ -284,21 +284,26 @@ class HotPathStore(GroupStore):
         return sorted((Job.from_row(r, now=now) for r in rows), key=_claim_order)
 
     def job_claim_shards(
-        self, *, owner: str, shards: Sequence[str], kinds: Sequence[str], share: int, lease: timedelta,
-        now: datetime,
+        self, *, owner: str, shards: Sequence[str], kinds: Sequence[str], share: int | Sequence[int],
+        lease: timedelta, now: datetime,
     ) -> list[Job]:
-        """Claim up to ``share`` due jobs from each of ``shards`` in one statement (at most
-        ``share * len(shards)`` in all), in claim order within each shard."""
-        if share <= 0 or not kinds or not shards:
+        """Claim up to ``share`` due jobs from each of ``shards`` in one statement (a number for all, or one per
+        shard), in claim order within each shard."""
+        shares = [share] * len(shards) if isinstance(share, int) else list(share)
+        if len(shares) != len(shards):
+            raise ValueError(f"{len(shares)} shares for {len(shards)} shards")
+        wanted = [(shard, n) for shard, n in zip(shards, shares, strict=True) if n > 0]
+        if not kinds or not wanted:
             return []
-        if len(shards) == 1:
-            return self.job_claim(owner=owner, shard=shards[0], kinds=kinds, limit=share, lease=lease, now=now)
+        if len(wanted) == 1:
+            return self.job_claim(owner=owner, shard=wanted[0][0], kinds=kinds, limit=wanted[0][1], lease=lease,
+                                  now=now)
         if self.citus:  # one router statement a shard: Citus refuses FOR UPDATE over several shards
-            return [job for shard in shards
-                    for job in self.job_claim(owner=owner, shard=shard, kinds=kinds, limit=share, lease=lease,
+            return [job for shard, n in wanted
+                    for job in self.job_claim(owner=owner, shard=shard, kinds=kinds, limit=n, lease=lease,
                                               now=now)]
-        params = {"owner": owner, "shards": list(shards), "kinds": list(kinds), "share": share, "now": now,
-                  "lease_deadline": now + lease}
+        params = {"owner": owner, "shards": [w[0] for w in wanted], "shares": [w[1] for w in wanted],
+                  "kinds": list(kinds), "now": now, "lease_deadline": now + lease}
         rows = self._fast(_CLAIM_SHARDS, params)
         return sorted((Job.from_row(r, now=now) for r in rows), key=_claim_order)
 
