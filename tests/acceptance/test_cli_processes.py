@@ -44,16 +44,25 @@ class Supervised:
 
 
 @pytest.fixture
-def supervise(clean_db: str, tmp_path: Path) -> Iterator[Callable[..., Supervised]]:
+def started_dir(tmp_path: Path) -> Path:
+    """Where app_processes' handlers mark their start (a file per job id)."""
+    return tmp_path / "started"
+
+
+@pytest.fixture
+def supervise(clean_db: str, tmp_path: Path, started_dir: Path) -> Iterator[Callable[..., Supervised]]:
     started: list[Supervised] = []
 
     def start(*args: str) -> Supervised:
         name = f"finejobs-processes-{uuid.uuid4().hex[:8]}"
         out, err = tmp_path / f"sup{len(started)}.out", tmp_path / f"sup{len(started)}.err"
+        started_dir.mkdir(exist_ok=True)
         with out.open("wb") as o, err.open("wb") as e:
             proc = subprocess.Popen([sys.executable, "-m", "finejobs", "worker", "--app", APP, "--poll-interval", "0.1",
                                      "--processes", "2", *args],
-                                    cwd=REPO_ROOT, env=cli_env(clean_db, PGAPPNAME=name), stdout=o, stderr=e)
+                                    cwd=REPO_ROOT, env=cli_env(clean_db, PGAPPNAME=name,
+                                                               WHOAMI_STARTED_DIR=str(started_dir)),
+                                    stdout=o, stderr=e)
         sup = Supervised(proc, out, err, name)
         started.append(sup)
         wait_for(lambda: sup.children_started() >= 2 or proc.poll() is not None, timeout=20,
@@ -82,11 +91,13 @@ def _results(db: Db) -> list[str]:
 
 
 def test_two_processes_share_the_jobs_tag_their_logs_and_stop_gracefully_on_sigterm(
-        jobdb: Db, supervise: Callable[..., Supervised]) -> None:
+        jobdb: Db, supervise: Callable[..., Supervised], started_dir: Path) -> None:
     sup = supervise("--concurrency", "2", "--worker-id", "proc-test")
     ids = enqueue_direct(jobdb.url, "whoami", [{"seconds": 1.5}] * 4)
-    # 2 slots per process: the 4 jobs run at once only if both processes claim
-    wait_for(lambda: _running(jobdb) == 4, what="4 jobs running", context=sup.describe)
+    # 2 slots per process: the 4 jobs run at once only if both processes claim. Their handlers started (a job
+    # claimed but not yet started when the stop comes is given back, not run: that is not what this test is about)
+    wait_for(lambda: _running(jobdb) == 4 and len(list(started_dir.iterdir())) == 4, what="4 handlers running",
+             context=sup.describe)
     sup.proc.send_signal(signal.SIGTERM)
     assert sup.proc.wait(20) == 0, sup.describe()
     assert jobdb.states() == dict.fromkeys(ids, "succeeded")  # the running jobs finished in the grace period
