@@ -146,6 +146,8 @@ class Claiming:
         rotates every round (with more shards than free slots, the next ones get the next round), so a
         shard with a backlog of 100k jobs cannot starve one with 10.
         """
+        if not self.kinds:  # a worker of local schedules only: nothing to claim, nothing to ask the database
+            return []
         pauses = self.pauses.current(self.store)
         groups: dict[tuple[str, ...], list[str]] = {}
         for shard in self._shards_to_claim():

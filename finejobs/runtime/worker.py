@@ -215,8 +215,9 @@ class Worker(Claiming, Executing):
 
     def run(self, *, install_signal_handlers: bool = True) -> None:
         """Work until stopped (SIGTERM/SIGINT, or ``stop()``). Raises WorkerCrashed if a service died."""
-        if not self.queue.kinds:
-            raise FinejobsError("the queue has no job kinds: declare some with @queue.job(...)")
+        if not self.queue.kinds and not (self.local is not None and self.queue.local_schedules):
+            raise FinejobsError("the queue has no job kinds and no local schedules to run: declare some with "
+                                "@queue.job(...) or queue.local_schedule(...)")
         self.store.check_schema()
         if self.scheduler is not None:
             self.scheduler.declare()  # the schedules declared in code: upserted at start

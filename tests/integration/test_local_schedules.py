@@ -228,6 +228,30 @@ def test_a_running_worker_runs_them_and_its_registry_row_lists_them(queue: Queue
     assert worker.error is None
 
 
+def test_a_worker_of_local_schedules_only_runs_them_and_claims_nothing(queue: Queue, clean_db: str) -> None:
+    queue.migrate()
+    with pytest.raises(finejobs.FinejobsError, match="no job kinds and no local schedules"):
+        Worker(queue, listen=False).run(install_signal_handlers=False)
+    calls: list[int] = []
+    queue.local_schedule("tick", lambda: calls.append(1), Every(seconds=5))
+    with pytest.raises(finejobs.FinejobsError, match="no job kinds and no local schedules"):
+        Worker(queue, listen=False, local_schedules=False).run(install_signal_handlers=False)
+    other = Queue(clean_db, clock=queue.clock)  # a second app enqueues a job this worker has no kind for
+    other.job("elsewhere")(lambda payload: None)
+    job = other.enqueue("elsewhere", {})
+    worker = Worker(queue, listen=False, poll_interval=0.05).start()
+    try:
+        deadline = time.monotonic() + 10
+        while not calls and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert calls, "the local schedule did not run"
+    finally:
+        worker.stop()
+    assert worker.error is None and worker.stats["claimed"] == 0
+    assert queue.get(job.id).state.value == "available"
+    other.close()
+
+
 def test_opting_out_and_a_worker_group_runs_them_once_per_process(queue: Queue) -> None:
     queue.local_schedule("tick", print, Every(seconds=5))
     queue.job("noop")(lambda payload: None)
