@@ -260,12 +260,13 @@ def find_group(queue: Queue, name: str, *, database: str | None = None) -> Group
     return found[0]
 
 
-def list_groups(queue: Queue, *, before: Mapping[str, int] | None = None, limit: int = 50) -> list[GroupProgress]:
-    """Groups of every database, newest first (``before``: per database, ids below)."""
+def list_groups(queue: Queue, *, before: Mapping[str, int] | None = None, limit: int = 50,
+                state: str | None = None) -> list[GroupProgress]:
+    """Groups of every database, newest first (``before``: per database, ids below; ``state``: only those)."""
     found: list[GroupProgress] = []
     for db in queue.databases:
         store = queue.store_of(db)
-        for row in store.group_list(before=(before or {}).get(db), limit=limit):
+        for row in store.group_list(before=(before or {}).get(db), limit=limit, state=state):
             running = 0 if row.finished_at is not None else store.group_running(group_id=row.id)
             found.append(GroupProgress.of(row, database=db, running=running))
     found.sort(key=lambda g: (g.created_at, g.id), reverse=True)

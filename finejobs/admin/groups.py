@@ -44,8 +44,7 @@ class GroupOps:
         check_int("limit", limit, 1, GROUP_PAGE_LIMIT)
         if state is not None and state not in GROUP_STATES:
             raise InvalidJobOptions(f"unknown group state {state!r} (one of: {', '.join(GROUP_STATES)})")
-        found = list_groups(self.queue, limit=limit if state is None else GROUP_PAGE_LIMIT)
-        return [g for g in found if state is None or g.state == state][:limit]
+        return list_groups(self.queue, limit=limit, state=state)
 
     def get(self, name: str, *, database: str | None = None, problems: int = 20) -> GroupDetail:
         """A group's progress and its ``problems`` newest failed, expired or cancelled members."""

@@ -158,9 +158,14 @@ _GET = {
     "id": sa.text(f"SELECT {_GROUP_COLUMNS} FROM finejobs_groups WHERE id = :key"),
 }
 
+# A group's state as finejobs.groups.GroupProgress names it (tests/integration/test_groups.py keeps the two in step).
+_STATE = """CASE WHEN finished_at IS NOT NULL THEN CASE WHEN cancelled_at IS NOT NULL THEN 'cancelled' ELSE outcome END
+                 WHEN cancelled_at IS NOT NULL THEN 'cancelling' WHEN sealed THEN 'sealed' ELSE 'open' END"""
+
 _LIST = sa.text(f"""
     SELECT {_GROUP_COLUMNS} FROM finejobs_groups
     WHERE (CAST(:before AS bigint) IS NULL OR id < :before)
+      AND (CAST(:state AS text) IS NULL OR {_STATE} = :state)
     ORDER BY id DESC LIMIT :limit
 """)
 
@@ -264,10 +269,12 @@ class GroupStore(StoreBase):
             raise GroupNotFound(f"no group {'named ' + repr(name) if name is not None else f'with id {group_id}'}")
         return GroupRow.from_row(rows[0])
 
-    def group_list(self, *, before: int | None = None, limit: int = 50) -> list[GroupRow]:
-        """Groups, newest first, with ids below ``before``."""
+    def group_list(self, *, before: int | None = None, limit: int = 50, state: str | None = None) -> list[GroupRow]:
+        """Groups, newest first, with ids below ``before`` (in ``state``: open, sealed, cancelling, succeeded,
+        failed, cancelled)."""
         with self.transaction(autocommit=True) as conn:
-            return [GroupRow.from_row(r) for r in _run(conn, _LIST, {"before": before, "limit": limit})]
+            return [GroupRow.from_row(r) for r in _run(conn, _LIST, {"before": before, "limit": limit,
+                                                                      "state": state})]
 
     def group_running(self, *, group_id: int, cap: int = 100_000) -> int:
         """How many members are running now (at most ``cap`` counted)."""

@@ -262,3 +262,36 @@ def test_a_group_name_must_be_sane(queue: Queue) -> None:
 
 def test_group_handle_is_a_group(queue: Queue, kinds: dict[str, JobKind[Any, Any]]) -> None:
     assert isinstance(queue.group("typed"), Group)
+
+
+def test_groups_are_listed_by_state_however_old(queue: Queue, kinds: dict[str, JobKind[Any, Any]]) -> None:
+    """The state filter is the database's (finejobs.store.groups._STATE), the same as the progress says, and
+    reaches past the newest groups."""
+    failed = queue.group("g-failed")
+    failed.enqueue("item", {"n": 1, "fail": True})
+    failed.seal()
+    drain(queue)
+    queue.group("g-succeeded").seal()
+    cancelled = queue.group("g-cancelled")
+    cancelled.enqueue("item", {"n": 2})
+    cancelled.cancel()
+    cancelling = queue.group("g-cancelling")
+    cancelling.enqueue("item", {"n": 3})
+    claimed = queue.store.job_claim(owner="w", shard="default", kinds=["item"], limit=1, lease=timedelta(minutes=5),
+                                    now=queue.clock())
+    assert len(claimed) == 1
+    cancelling.cancel()  # its running member finishes as it will: the group is cancelling meanwhile
+    sealed = queue.group("g-sealed")
+    sealed.enqueue("item", {"n": 4})
+    sealed.seal()
+    for i in range(210):  # newer open groups, more than one page of them
+        queue.group(f"g-open-{i:03d}")
+    admin = Admin(queue)
+    for state, expected in (("failed", ["g-failed"]), ("succeeded", ["g-succeeded"]), ("cancelled", ["g-cancelled"]),
+                            ("cancelling", ["g-cancelling"]), ("sealed", ["g-sealed"])):
+        found = admin.groups.list(state=state)
+        assert [g.name for g in found] == expected, (state, found)
+        assert all(g.state == state for g in found)
+    opened = admin.groups.list(state="open", limit=200)
+    assert len(opened) == 200 and {g.state for g in opened} == {"open"}
+    assert opened[0].name == "g-open-209"
