@@ -95,13 +95,9 @@ class GroupProgress:
                 per_second = (row.done - 1) / span
                 if row.finished_at is None:
                     eta = max(0, row.total - row.done) / per_second
-        if row.finished_at is not None:
-            state = "cancelled" if row.cancelled_at is not None else str(row.outcome)
-        else:
-            state = "cancelling" if row.cancelled_at is not None else "sealed" if row.sealed else "open"
         running = min(running, max(0, row.total - row.done))
         return cls(
-            id=row.id, name=row.name, database=database, state=state, total=row.total,
+            id=row.id, name=row.name, database=database, state=row.state, total=row.total,
             waiting=max(0, row.total - row.done - running), running=running, succeeded=row.succeeded,
             failed=row.failed, expired=row.expired, cancelled=row.cancelled, per_second=per_second,
             eta_seconds=eta, created_at=row.created_at, sealed_at=row.sealed_at, cancelled_at=row.cancelled_at,

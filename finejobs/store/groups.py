@@ -49,6 +49,7 @@ class GroupRow:
     first_done_at: datetime | None
     last_done_at: datetime | None
     finished_at: datetime | None
+    state: str  # derived in SQL from the columns above (_STATE)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> GroupRow:
@@ -84,8 +85,13 @@ def group_deltas(changes: Iterable[Change]) -> dict[int, dict[str, int]]:
     return {g: d for g, d in deltas.items() if any(d.values())}
 
 
+# A group's state (open, sealed, cancelling, succeeded, failed, cancelled) is derived here, once, for every read
+# and for the list's filter.
+_STATE = """CASE WHEN finished_at IS NOT NULL THEN CASE WHEN cancelled_at IS NOT NULL THEN 'cancelled' ELSE outcome END
+                 WHEN cancelled_at IS NOT NULL THEN 'cancelling' WHEN sealed THEN 'sealed' ELSE 'open' END"""
+
 _GROUP_COLUMNS = ("id, name, total, succeeded, failed, expired, cancelled, sealed, callbacks, outcome, created_at, "
-                  "sealed_at, cancelled_at, first_done_at, last_done_at, finished_at")
+                  f"sealed_at, cancelled_at, first_done_at, last_done_at, finished_at, {_STATE} AS state")
 
 _APPLY = sa.text("""
     WITH d AS MATERIALIZED (
@@ -157,10 +163,6 @@ _GET = {
     "name": sa.text(f"SELECT {_GROUP_COLUMNS} FROM finejobs_groups WHERE name = :key"),
     "id": sa.text(f"SELECT {_GROUP_COLUMNS} FROM finejobs_groups WHERE id = :key"),
 }
-
-# A group's state as finejobs.groups.GroupProgress names it (tests/integration/test_groups.py keeps the two in step).
-_STATE = """CASE WHEN finished_at IS NOT NULL THEN CASE WHEN cancelled_at IS NOT NULL THEN 'cancelled' ELSE outcome END
-                 WHEN cancelled_at IS NOT NULL THEN 'cancelling' WHEN sealed THEN 'sealed' ELSE 'open' END"""
 
 _LIST = sa.text(f"""
     SELECT {_GROUP_COLUMNS} FROM finejobs_groups
