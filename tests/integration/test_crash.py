@@ -18,18 +18,23 @@ T = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 KILLED = {10: T + timedelta(seconds=5)}  # pid 10 was killed at T+5s
 
 
-def test_killed_workers_lose_no_job_and_no_job_runs_twice_at_once(server_url: str) -> None:
-    report = run_crash_suite(server_url, jobs=300, workers=3, kills=4, seed=20261122)
-
+def check_crash_report(report: CrashReport, *, jobs: int, kills: int) -> None:
+    """What a crash run must show, here and on Citus (tests/citus/test_citus_crash.py)."""
     assert report.ok, report.table()
-    assert (report.jobs, report.kills, report.restarts) == (300, 4, 4)
+    assert (report.jobs, report.kills, report.restarts) == (jobs, kills, kills)
     assert (report.lost, report.overlapping_runs, report.left_running, report.attempt_mismatches) == (0, 0, 0, 0)
-    assert report.states == {"succeeded": 300}
+    assert report.states == {"succeeded": jobs}
     assert report.killed_mid_handler >= 1, "the kills must hit workers while they run handlers"
     # Every attempt but each job's last one ended by a kill, and each is recorded as LeaseExpired: those that
     # started (killed mid-handler, or finished but killed before the outcome was written) and those claimed
     # by a worker killed before the handler began.
     assert report.lease_expired == report.starts - report.jobs + report.claimed_never_started
+
+
+def test_killed_workers_lose_no_job_and_no_job_runs_twice_at_once(server_url: str) -> None:
+    report = run_crash_suite(server_url, jobs=300, workers=3, kills=4, seed=20261122)
+
+    check_crash_report(report, jobs=300, kills=4)
     assert report.elapsed < 40, report.table()
 
 
