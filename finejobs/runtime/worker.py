@@ -225,7 +225,8 @@ class Worker(Claiming, Executing):
             self._install_signal_handlers()
         self._start_services()
         log.info("worker %s started: database=%s kinds=%s shards=%s concurrency=%d", self.worker_id, self.database,
-                 ",".join(self.kinds), ",".join(self.shards) if self.shards else "*", self.concurrency)
+                 ",".join(self.kinds) or "(none: local schedules only)", ",".join(self.shards) if self.shards else "*",
+                 self.concurrency)
         try:
             self._produce()
         finally:

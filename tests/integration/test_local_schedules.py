@@ -228,7 +228,8 @@ def test_a_running_worker_runs_them_and_its_registry_row_lists_them(queue: Queue
     assert worker.error is None
 
 
-def test_a_worker_of_local_schedules_only_runs_them_and_claims_nothing(queue: Queue, clean_db: str) -> None:
+def test_a_worker_of_local_schedules_only_runs_them_and_claims_nothing(queue: Queue, clean_db: str,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
     queue.migrate()
     with pytest.raises(finejobs.FinejobsError, match="no job kinds and no local schedules"):
         Worker(queue, listen=False).run(install_signal_handlers=False)
@@ -239,6 +240,7 @@ def test_a_worker_of_local_schedules_only_runs_them_and_claims_nothing(queue: Qu
     other = Queue(clean_db, clock=queue.clock)  # a second app enqueues a job this worker has no kind for
     other.job("elsewhere")(lambda payload: None)
     job = other.enqueue("elsewhere", {})
+    caplog.set_level(logging.INFO, logger="finejobs.worker")
     worker = Worker(queue, listen=False, poll_interval=0.05).start()
     try:
         deadline = time.monotonic() + 10
@@ -248,6 +250,7 @@ def test_a_worker_of_local_schedules_only_runs_them_and_claims_nothing(queue: Qu
     finally:
         worker.stop()
     assert worker.error is None and worker.stats["claimed"] == 0
+    assert any("kinds=(none: local schedules only)" in r.getMessage() for r in caplog.records)
     assert queue.get(job.id).state.value == "available"
     other.close()
 
