@@ -124,7 +124,9 @@ def test_pages_show_progress_and_only_operators_cancel(base: str, app: finejobs.
         assert 'role="progressbar"' in listing.text and 'href="/groups/~YmF0Y2gvNw"' in listing.text
         assert ">Groups</a>" in listing.text, "in the navigation"
         assert 'hx-get="/partials/groups"' in listing.text
-        assert 'data-group="open one"' in viewer.get("/partials/groups?state=open").text
+        opened = viewer.get("/partials/groups?state=open").text
+        assert 'data-group="open one"' in opened
+        assert "The newest 1 group that is open" in opened, opened
         assert 'data-group="batch/7"' not in viewer.get("/groups?state=open").text
         page = viewer.get("/groups/~YmF0Y2gvNw")
         assert page.status_code == 200 and 'id="group-problems"' in page.text
