@@ -7,7 +7,6 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,16 +19,9 @@ from finejobs import JobState, Queue, outcomes
 from finejobs.admin import Admin
 from finejobs.filters import JobFilter
 from finejobs.store import libpq_url
+from tests.acceptance.helpers import wait_for
 
 SHARDS = [f"district-{i}" for i in range(8)]
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -65,7 +57,7 @@ def test_workers_with_and_without_shards_run_every_job_once(real_queue: Queue, c
     for w in workers:
         w.start()
     try:
-        wait_until(lambda: _states(clean_db) == {"succeeded": 440}, what="every job succeeded")
+        wait_for(lambda: _states(clean_db) == {"succeeded": 440}, timeout=60, what="every job succeeded")
     finally:
         for w in workers:
             w.stop(timeout=30)
